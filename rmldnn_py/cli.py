@@ -1,0 +1,140 @@
+"""Command line: ``rmldnn [--app=<dnn|pde|gan|obj>] --config=<path>`` (SPEC §2).
+
+Accepted spellings (SPEC §2.3): ``--config=PATH``, ``--config= PATH`` (an argument that is exactly
+``--config=`` takes the next argument), ``--config PATH``; likewise for ``--app``; any order.
+
+Exit codes (SPEC §2.4): 0 success, 1 configuration/network/data/runtime error, 2 usage error,
+130 interrupted. Errors are one line on stderr, ``rmldnn: error: <what>``; a traceback is shown
+only with ``RMLDNN_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from . import __version__
+from .errors import RmldnnError, UsageError
+
+APPS = ("dnn", "pde", "gan", "obj")
+SUPPORTED_APPS = ("dnn",)
+
+USAGE = "usage: rmldnn [--app=<dnn|pde|gan|obj>] --config=<path-to-json>"
+HELP = f"""{USAGE}
+
+rmldnn_py {__version__}: code-free, config-driven deep learning on PyTorch.
+
+options:
+  --config=PATH   the run configuration (JSON). Also accepted: '--config= PATH', '--config PATH'.
+  --app=APP       application: dnn (default); pde, gan, obj are not supported yet.
+  -h, --help      show this help and exit
+  --version       print the version and exit
+
+Launch with 'mpirun -np N rmldnn --config=...' for data-parallel training on N processes.
+Set RMLDNN_DEBUG=1 to see Python tracebacks on errors.
+"""
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """Parse argv (without the program name) into ``{"config": ..., "app": ...}``.
+
+    Returns ``{"help": ""}`` or ``{"version": ""}`` for those flags.
+
+    Raises:
+        UsageError: unknown option, stray positional argument, missing or repeated value.
+    """
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            return {"help": ""}
+        if arg == "--version":
+            return {"version": ""}
+        name = None
+        for key in ("config", "app"):
+            flag = f"--{key}"
+            if arg == flag or arg == flag + "=":
+                if i + 1 >= len(argv) or argv[i + 1] == "" or argv[i + 1].startswith("--"):
+                    raise UsageError(f"option {flag} needs a value")
+                name, value = key, argv[i + 1]
+                i += 1
+                break
+            if arg.startswith(flag + "="):
+                name, value = key, arg[len(flag) + 1:]
+                break
+        if name is None:
+            if arg.startswith("-"):
+                raise UsageError(f"unknown option '{arg}'")
+            raise UsageError(f"unexpected argument '{arg}'")
+        if name in opts:
+            raise UsageError(f"option --{name} given twice")
+        opts[name] = value
+        i += 1
+    return opts
+
+
+def _run(argv: list[str]) -> int:
+    opts = parse_args(argv)
+    if "help" in opts:
+        sys.stdout.write(HELP)
+        return 0
+    if "version" in opts:
+        sys.stdout.write(f"rmldnn_py {__version__}\n")
+        return 0
+    app = opts.get("app", "dnn").lower()
+    if app not in APPS:
+        raise UsageError(f"invalid --app '{opts['app']}' (expected one of: {', '.join(APPS)})")
+    if "config" not in opts:
+        raise UsageError("missing --config=<path-to-json>")
+    if app not in SUPPORTED_APPS:
+        raise RmldnnError(f"--app={app}: application '{app}' is not supported yet by rmldnn_py "
+                          f"(supported: {', '.join(SUPPORTED_APPS)})")
+    from .config import load_config  # imported late: --help/--version stay instant
+
+    config, warnings = load_config(opts["config"])
+    from .engine.run import run  # torch is imported here
+
+    return run(config, app=app, warnings=warnings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rmldnn`` console script; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = os.environ.get("RMLDNN_DEBUG", "") not in ("", "0")
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("rmldnn: interrupted\n")
+        return 130
+    except UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"rmldnn: error: {exc}\n{USAGE}\n")
+        return exc.exit_code
+    except RmldnnError as exc:
+        if debug:
+            traceback.print_exc()
+        _report_failure(str(exc))
+        return exc.exit_code
+    except Exception as exc:  # a bug or an unexpected runtime failure: still one line
+        if debug:
+            traceback.print_exc()
+        _report_failure(f"internal error: {type(exc).__name__}: {exc} "
+                        "(set RMLDNN_DEBUG=1 for a traceback)")
+        return 1
+
+
+def _report_failure(message: str) -> None:
+    """Print the one-line error; in a multi-process run, end every rank (no rank may hang)."""
+    from . import distributed
+
+    prefix = distributed.error_prefix()
+    sys.stderr.write(f"rmldnn: error: {prefix}{message}\n")
+    sys.stderr.flush()
+    distributed.on_error()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Model checkpoints (SPEC §7.4): atomic saving, safe loading, partial load by layer name.
+
+File format (``model_checkpoint_<epoch>.pt``): a ``torch.save`` dict ``{"format":
+"rmldnn_py-checkpoint-1", "model": state_dict, "optimizer": ..., "lr_scheduler": ..., "epoch": e,
+"config": <the config file path and text>}`` whose model keys are ``<keras layer>.<tensor>``
+(SPEC §4.10). Loading always uses ``torch.load(weights_only=True)``: a checkpoint never executes
+code. A bare state_dict is accepted too. Keras ``.h5`` weights are read by
+:mod:`rmldnn_py.network.h5_weights`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+
+from ..errors import CheckpointError
+from ..io.atomic import atomic_path
+
+FORMAT = "rmldnn_py-checkpoint-1"
+
+
+def checkpoint_path(directory: str, epoch: int) -> str:
+    """``<directory>/model_checkpoint_<epoch>.pt``."""
+    return os.path.join(directory, f"model_checkpoint_{epoch}.pt")
+
+
+def save_checkpoint(path: str, model: torch.nn.Module, epoch: int,
+                    optimizer: Optional[torch.optim.Optimizer] = None,
+                    scheduler: Any = None, config_text: str = "") -> None:
+    """Write a checkpoint atomically (temporary file + rename) to ``path``.
+
+    Raises:
+        CheckpointError: the file cannot be written (message names the path).
+    """
+    state = {
+        "format": FORMAT,
+        "epoch": int(epoch),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "lr_scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
+        "config": config_text,
+    }
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot write checkpoint: {exc.strerror or exc}") from None
+
+
+def read_pt_state(path: str) -> dict[str, torch.Tensor]:
+    """The model state dict stored in a ``.pt`` file (an rmldnn_py checkpoint or a bare state_dict).
+
+    Raises:
+        CheckpointError: missing file, not a torch file, an archive that needs code execution
+            (e.g. a pickled module or an original-rmldnn libtorch archive), or no tensors in it.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable rmldnn_py checkpoint "
+                              f"(torch.load with weights_only=True failed: {reason[:200]})") from None
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not obj or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise CheckpointError(f"{path}: not an rmldnn_py checkpoint (expected a dict with a "
+                              "'model' state_dict, or a state_dict of tensors)")
+    return dict(obj)
+
+
+def apply_partial_state(model: torch.nn.Module, layer_tensors: Mapping[str, list[str]],
+                        state: Mapping[str, torch.Tensor], path: str,
+                        emit: Callable[[str], None],
+                        file_names: Optional[Mapping[str, str]] = None) -> int:
+    """Copy matching tensors of ``state`` into ``model`` by layer name (transfer learning).
+
+    For every layer owning tensors: if the file has none of them, print
+    ``   Skipping layer <layer>: not found in model`` and one ``   Skipping parameter
+    <layer>.<tensor>: not found in model`` per tensor; if it lacks some, one line per missing tensor
+    (with the Keras name in parentheses when ``file_names`` gives it). Tensors in the file that
+    the model lacks are ignored silently; ``num_batches_tracked`` never produces messages
+    (SPEC §7.4.2).
+
+    Args:
+        layer_tensors: layer name → its tensor names, in graph order.
+        state: key ``<layer>.<tensor>`` → tensor.
+        emit: prints one message line.
+        file_names: optional ``<layer>.<tensor>`` → name in the file (``bn_data/gamma:0``).
+
+    Returns:
+        The number of tensors loaded.
+
+    Raises:
+        CheckpointError: a tensor exists in both with different shapes (names layer, tensor and
+            both shapes). Nothing is modified in that case.
+    """
+    own = model.state_dict()
+    updates: dict[str, torch.Tensor] = {}
+    for layer, tensors in layer_tensors.items():
+        keys = [f"{layer}.{t}" for t in tensors]
+        present = [k for k in keys if k in state]
+        if not present:
+            emit(f"   Skipping layer {layer}: not found in model")
+        for key in keys:
+            if key not in state:
+                extra = f" ({file_names[key]})" if file_names and key in file_names else ""
+                emit(f"   Skipping parameter {key}{extra}: not found in model")
+                continue
+            src, dst = state[key], own[key]
+            if tuple(src.shape) != tuple(dst.shape):
+                raise CheckpointError(
+                    f"{path}: layer '{layer}': tensor '{key}' has shape {list(src.shape)} in the "
+                    f"file but {list(dst.shape)} in the model")
+            updates[key] = src
+        bn_key = f"{layer}.num_batches_tracked"
+        if bn_key in state and bn_key in own:
+            updates[bn_key] = state[bn_key]
+    with torch.no_grad():
+        for key, src in updates.items():
+            own[key].copy_(src.to(dtype=own[key].dtype))
+    return len(updates)
+
+
+def load_weights(net, path: str, log) -> int:
+    """Initialise ``net`` (a KerasNetwork) from ``checkpoints.load`` (SPEC §7.4.2).
+
+    ``.h5``/``.hdf5`` files are Keras weights (tf.keras 2 ``save_weights``/``save`` layouts or Keras 3
+    ``.weights.h5``), converted to torch layout; anything else is an rmldnn_py ``.pt`` checkpoint
+    or a bare state_dict. Prints ``Loading model checkpoint from [HDF5 ]file: <path>`` and the
+    ``Skipping ...`` lines.
+
+    Returns:
+        The number of tensors loaded.
+
+    Raises:
+        CheckpointError: missing or unreadable file, or a shape mismatch (names layer, tensor and
+            both shapes).
+    """
+    is_h5 = path.lower().endswith((".h5", ".hdf5"))
+    log.line(f"Loading model checkpoint from {'HDF5 ' if is_h5 else ''}file: {path}")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found (neural_network.checkpoints.load)")
+    layer_tensors = net.layer_tensors()
+    file_names: dict[str, str] = {}
+    if is_h5:
+        from ..network.h5_weights import keras_name, keras_to_torch, read_keras_weights
+
+        keras = read_keras_weights(path, class_of=net.layer_class)
+        state: dict[str, torch.Tensor] = {}
+        for layer in layer_tensors:
+            cls = net.layer_class(layer)
+            expected = keras_to_torch(cls, {}, layer=layer, names_only=True)
+            for tensor, kname in expected.items():
+                file_names[f"{layer}.{tensor}"] = keras_name(layer, kname)
+            if layer in keras:
+                for tensor, (_kname, array) in keras_to_torch(cls, keras[layer], layer=layer).items():
+                    state[f"{layer}.{tensor}"] = torch.from_numpy(array.copy())
+    else:
+        state = read_pt_state(path)
+    return apply_partial_state(net, layer_tensors, state, path, log.line, file_names or None)

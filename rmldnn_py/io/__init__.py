@@ -1,0 +1,1 @@
+"""Output files: HDF5 predictions (SPEC §7.5) and atomic file writing."""
