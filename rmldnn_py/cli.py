@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     except RmldnnError as exc:
         if debug:
             traceback.print_exc()
+        for warning in getattr(exc, "warnings", None) or []:  # e.g. 'layer' typed for 'layers'
+            sys.stderr.write(f"rmldnn: warning: {warning}\n")
         _report_failure(str(exc))
         return exc.exit_code
     except Exception as exc:  # a bug or an unexpected runtime failure: still one line
