@@ -148,17 +148,22 @@ def load_weights(net, path: str, log) -> int:
     layer_tensors = net.layer_tensors()
     file_names: dict[str, str] = {}
     if is_h5:
-        from ..network.h5_weights import keras_name, keras_to_torch, read_keras_weights
+        from ..network.h5_weights import keras_name, keras_to_torch, read_keras_weights, tensor_names
 
-        keras = read_keras_weights(path, class_of=net.layer_class)
+        classes = net.layer_classes
+        configs = getattr(net, "layer_configs", {})
+
+        def layer_info(name: str):
+            return (classes[name], configs.get(name, {})) if name in classes else None
+
+        keras = read_keras_weights(path, layer_info=layer_info)
         state: dict[str, torch.Tensor] = {}
         for layer in layer_tensors:
-            cls = net.layer_class(layer)
-            expected = keras_to_torch(cls, {}, layer=layer, names_only=True)
-            for tensor, kname in expected.items():
+            for tensor, kname in tensor_names(classes[layer], layer=layer).items():
                 file_names[f"{layer}.{tensor}"] = keras_name(layer, kname)
             if layer in keras:
-                for tensor, (_kname, array) in keras_to_torch(cls, keras[layer], layer=layer).items():
+                converted = keras_to_torch(classes[layer], keras[layer], layer=layer, source=path)
+                for tensor, (_kname, array) in converted.items():
                     state[f"{layer}.{tensor}"] = torch.from_numpy(array.copy())
     else:
         state = read_pt_state(path)
