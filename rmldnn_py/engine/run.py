@@ -428,10 +428,11 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
     ctx.log.separator()
 
 
-def _task(split, output: torch.Tensor) -> Optional[str]:
+def _task(split, output_shape: tuple) -> Optional[str]:
+    """``classification`` for label targets, ``dense`` for outputs with spatial axes, else None."""
     if getattr(split, "target_kind", None) == "labels":
         return "classification"
-    return "dense" if output.dim() > 2 else None
+    return "dense" if len(output_shape) > 1 else None
 
 
 @torch.no_grad()
@@ -444,7 +445,9 @@ def evaluate(ctx: Context, epoch: int, epochs: int) -> None:
     with_loss = loss_fn is not None and split.has_targets
     stats = torch.zeros(2, dtype=torch.float64)       # loss·samples, samples
     metric = None
-    metric_ready = False
+    if with_loss:  # sized from the network output so every rank's state has the same length
+        metric = loss_fn.make_metric(_task(split, ctx.net.output_shape),
+                                     num_classes=ctx.net.output_shape[0])
     outputs: list[tuple[int, Any]] = []
     writer = None
     if cfg.data.test_output_path and ctx.log.enabled:
@@ -461,9 +464,6 @@ def evaluate(ctx: Context, epoch: int, epochs: int) -> None:
                     out = model(x)
                 out = out.float()
                 if with_loss:
-                    if not metric_ready:
-                        metric = loss_fn.make_metric(_task(split, out))
-                        metric_ready = True
                     value = loss_fn(out, y)
                     stats[0] += float(value) * n
                     stats[1] += n
@@ -508,21 +508,12 @@ def _global_eval(ctx: Context, stats: torch.Tensor, metric, with_loss: bool):
     if not with_loss:
         return None, None
     if ctx.world > 1:
-        local = [stats]
-        if metric is not None:
-            local.append(metric.state().to(torch.float64).cpu())
-        # ranks without samples yet may have no metric: they contribute zeros of the same size
-        sizes = distributed.all_gather_object([t.numel() for t in local])
-        width = max(sum(s) for s in sizes)
-        flat = torch.zeros(width, dtype=torch.float64)
-        cat = torch.cat(local) if local else flat
-        flat[:cat.numel()] = cat
-        distributed.all_reduce_sum(flat)
-        total = flat[:2]
+        parts = [stats] + ([metric.state().to(torch.float64).cpu()] if metric is not None else [])
+        flat = distributed.all_reduce_sum(torch.cat(parts))
         if metric is not None:  # a copy holds the global sums; the local ones keep accumulating
             metric = copy.deepcopy(metric)
-            metric.load_state(flat[2:2 + metric.state().numel()])
-        loss_sum, count = float(total[0]), float(total[1])
+            metric.load_state(flat[2:])
+        loss_sum, count = float(flat[0]), float(flat[1])
     else:
         loss_sum, count = float(stats[0]), float(stats[1])
     loss_val = loss_sum / count if count else float("nan")

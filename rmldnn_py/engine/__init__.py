@@ -1,0 +1,1 @@
+"""The run: optimizers, schedulers, losses, metrics, checkpoints and the explicit epoch loop."""
