@@ -279,12 +279,16 @@ def _build(cfg: Config, log: Logger, device: torch.device, world: int) -> Contex
 
             scheduler = build_scheduler(cfg.optimizer.lr_scheduler, optimizer.optimizer,
                                         where=f"{cfg.path}: neural_network.optimizer.lr_scheduler")
+            for w in scheduler.warnings:
+                log.warning(w)
             log.header("Learning rate scheduler")
             log.rows(scheduler.rows, _width(scheduler.rows))
     if cfg.loss is not None:
         from .losses import build_loss
 
         loss = build_loss(cfg.loss, where=f"{cfg.path}: neural_network.loss")
+        for w in loss.warnings:
+            log.warning(w)
         log.header("Loss")
         log.rows(loss.rows, _width(loss.rows))
     if optimizer is not None or loss is not None:
@@ -450,13 +454,16 @@ def evaluate(ctx: Context, epoch: int, epochs: int) -> None:
                                      num_classes=ctx.net.output_shape[0])
     outputs: list[tuple[int, Any]] = []
     writer = None
-    if cfg.data.test_output_path and ctx.log.enabled:
-        from ..io.predictions import PredictionWriter, output_path
-
-        writer = PredictionWriter(output_path(cfg.data.test_output_path, epoch),
-                                  cfg.data.hdf5_precision)
+    write_here = bool(cfg.data.test_output_path) and ctx.log.enabled
     try:
         for b, (x, y, idx) in enumerate(split.batches(epoch), 1):
+            if write_here and writer is None:
+                # started only now: DataLoader workers are forked by the first batch, and a fork
+                # must not happen while the writer thread runs
+                from ..io.predictions import PredictionWriter, output_path
+
+                writer = PredictionWriter(output_path(cfg.data.test_output_path, epoch),
+                                          cfg.data.hdf5_precision)
             n = int(x.shape[0])
             if n:
                 x, y = _to_device(ctx, x, y)

@@ -17,7 +17,8 @@ import queue
 import threading
 from typing import Optional
 
-import numpy as np
+import h5py  # imported here, never on the writer thread: a fork while a thread holds the import
+import numpy as np  # lock would deadlock DataLoader workers
 
 from ..errors import RmldnnError
 from .atomic import atomic_path
@@ -57,8 +58,6 @@ class PredictionWriter:
         self._thread.start()
 
     def _work(self) -> None:
-        import h5py
-
         current = ""
         try:
             with h5py.File(self._tmp, "w") as f:
