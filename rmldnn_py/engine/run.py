@@ -28,24 +28,20 @@ from .logfiles import LogFiles
 
 
 class BufferLogger(Logger):
-    """Keeps formatted lines (with their timestamps) to print later, in order."""
+    """Keeps messages to print later, in order, through another logger (stamped when printed)."""
 
     def __init__(self, enabled: bool) -> None:
         super().__init__(enabled)
-        self.lines: list[str] = []
+        self.messages: list[str] = []
 
     def line(self, message: str = "") -> None:
         if self.enabled:
-            from ..log import timestamp
+            self.messages.append(message)
 
-            self.lines.append(f"{timestamp()} {message}\n")
-
-    def replay(self) -> None:
-        out = sys.stdout
-        for text in self.lines:
-            out.write(text)
-        out.flush()
-        self.lines.clear()
+    def replay(self, log: Logger) -> None:
+        for message in self.messages:
+            log.line(message)
+        self.messages.clear()
 
 
 def printed(batch: int, num_batches: int) -> bool:
@@ -59,13 +55,21 @@ def printed(batch: int, num_batches: int) -> bool:
 
 def choose_device() -> torch.device:
     """``cuda:<local_rank mod visible devices>`` when CUDA is available (``CUDA_VISIBLE_DEVICES``
-    honoured; empty forces the CPU), else the CPU with ``OMP_NUM_THREADS`` threads."""
+    honoured; empty forces the CPU), else the CPU with ``OMP_NUM_THREADS`` threads (unset in a
+    multi-process run: the node's cores divided among its ranks, so they do not oversubscribe)."""
+    launch = distributed.discover()
     if torch.cuda.is_available():
-        local = distributed.discover().local_rank
-        return torch.device("cuda", local % torch.cuda.device_count())
+        return torch.device("cuda", launch.local_rank % torch.cuda.device_count())
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and threads.isdigit() and int(threads) > 0:
         torch.set_num_threads(int(threads))
+    elif launch.world_size > 1:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        per_rank = (os.cpu_count() or 1) // distributed.local_size()
+        torch.set_num_threads(max(1, min(cores, per_rank)))
     return torch.device("cpu")
 
 
@@ -155,7 +159,7 @@ class Context:
     log: Logger
     device: torch.device
     world: int
-    model: torch.nn.Module                  # possibly DDP / compiled wrapper
+    model: torch.nn.Module                  # the network, possibly compiled
     net: torch.nn.Module                    # the plain KerasNetwork (for saving)
     bundle: Any
     loss: Any = None
@@ -293,8 +297,7 @@ def _build(cfg: Config, log: Logger, device: torch.device, world: int) -> Contex
         log.rows(loss.rows, _width(loss.rows))
     if optimizer is not None or loss is not None:
         log.separator()
-    if isinstance(data_log, BufferLogger):
-        data_log.replay()
+    data_log.replay(log)
     print_dataset_block(log, bundle, cfg)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -302,11 +305,10 @@ def _build(cfg: Config, log: Logger, device: torch.device, world: int) -> Contex
         log.separator()
 
     model: torch.nn.Module = net
-    if world > 1 and training:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None,
-                    broadcast_buffers=False)
+    if world > 1:
+        # start-up consistency (SPEC §9): every replica starts from rank 0's weights; gradients
+        # are then averaged by the oneshot reducer after each backward (train_one_epoch)
+        distributed.broadcast_module(net)
     if cfg.compile:
         model = torch.compile(model)
     scaler = None
@@ -361,9 +363,14 @@ def _to_device(ctx: Context, x: torch.Tensor, y: Optional[torch.Tensor]):
 
 
 def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
-    """One pass over this rank's training partition; prints the SPEC §7.2.4 lines and writes
+    """One pass over this rank's training batches; prints the SPEC §7.2.4 lines and writes
     every batch to ``_train.txt``. Loss and |g| are read back to the host only at printed
-    batches (and at the end of the epoch), in one reduction for all pending batches."""
+    batches (and at the end of the epoch), for all pending batches at once.
+
+    Several processes: after each backward the "oneshot" reducer averages all gradients and the
+    batch loss in one all-reduce (every rank holds equally many samples of the global batch, so
+    this is the gradient of the global-batch mean loss); |g| is then global, and ``Grad/Comm`` is
+    the time of that all-reduce."""
     split, model, loss_fn = ctx.bundle.train, ctx.model, ctx.loss
     opt = ctx.optimizer.optimizer
     params = [p for p in ctx.net.parameters() if p.requires_grad]
@@ -374,11 +381,14 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
     t_prev = time.perf_counter()
     multi = ctx.world > 1
+    sync = multi and ctx.device.type == "cuda"
     for b, (x, y, _idx) in enumerate(split.batches(epoch), 1):
         x, y = _to_device(ctx, x, y)
         t_ready = time.perf_counter()
+        comm = 0.0
 
         def forward_backward():
+            nonlocal comm
             opt.zero_grad(set_to_none=True)
             with ctx.autocast():
                 out = model(x)
@@ -387,6 +397,14 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
                 ctx.scaler.scale(value).backward()
             else:
                 value.backward()
+            if multi:
+                if sync:
+                    torch.cuda.synchronize(ctx.device)
+                t0 = time.perf_counter()
+                value = distributed.all_reduce_mean_grads(params, value.detach())
+                if sync:
+                    torch.cuda.synchronize(ctx.device)
+                comm += time.perf_counter() - t0
             return value
 
         if ctx.optimizer.is_closure_based:
@@ -406,22 +424,15 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
         pending.append((b, t_done - ctx.train_start, loss.detach().float().reshape(()),
                         gnorm.detach().float().reshape(())))
         if printed(b, nb) or b == nb:
-            t_comm0 = time.perf_counter()
-            losses = torch.stack([p[2] for p in pending])
-            norms = torch.stack([p[3] for p in pending])
-            if multi:
-                distributed.all_reduce_sum(losses)
-                losses /= ctx.world
-            values = losses.tolist()
-            gvalues = norms.tolist()
-            comm = time.perf_counter() - t_comm0
+            values = torch.stack([p[2] for p in pending]).tolist()
+            gvalues = torch.stack([p[3] for p in pending]).tolist()
             for (bb, secs, _, _), lv, gv in zip(pending, values, gvalues):
                 ctx.logfiles.train_line(epoch, bb, nb, secs, lv, gv)
             pending.clear()
             if printed(b, nb):
                 total = max(time.perf_counter() - t_prev, 1e-12)
                 data_pct = int(100 * (t_ready - t_prev) / total)
-                comp_pct = int(100 * (t_done - t_ready) / total)
+                comp_pct = int(100 * (t_done - t_ready - comm) / total)
                 line = (f"Train Epoch [{epoch:3d}/{epochs:3d}] : Batch [{b:5d}/{nb:5d}] "
                         f"(Loss = {values[-1]:.4f}; |g| = {gvalues[-1]:.4f}) "
                         f"[Data: {data_pct}%; Compute: {comp_pct}%")
@@ -494,8 +505,8 @@ def evaluate(ctx: Context, epoch: int, epochs: int) -> None:
                     ctx.log.line(line)
         ctx.log.separator()
         if ctx.world > 1 and cfg.data.test_output_path:
-            gathered = distributed.all_gather_object(outputs)
-            if writer is not None:
+            gathered = distributed.gather_object(outputs)   # to rank 0 only
+            if writer is not None and gathered is not None:
                 for part in gathered[1:]:
                     for i, arr in part:
                         writer.add(split.sample_name(i), arr)
