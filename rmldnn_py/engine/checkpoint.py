@@ -131,8 +131,13 @@ def load_weights(net, path: str, log) -> int:
 
     ``.h5``/``.hdf5`` files are Keras weights (tf.keras 2 ``save_weights``/``save`` layouts or Keras 3
     ``.weights.h5``), converted to torch layout; anything else is an rmldnn_py ``.pt`` checkpoint
-    or a bare state_dict. Prints ``Loading model checkpoint from [HDF5 ]file: <path>`` and the
-    ``Skipping ...`` lines.
+    or a bare state_dict. Keras files: layers are matched by their Keras names (a ``.`` in a file's
+    layer name matches our ``_``-escaped module name; messages print the Keras name); input-shaped
+    weights follow ``net.keras_layout``; non-persistent buffers and Normalization layers whose
+    mean/variance the JSON gives are not looked up. A BatchNormalization without Keras
+    ``scale``/``center`` has no gamma/beta in the file: it keeps its initial 1/0 and the
+    ``Skipping parameter bn.weight (bn/gamma:0)`` line is printed (SPEC §4.4, §11.7).
+    Prints ``Loading model checkpoint from [HDF5 ]file: <path>`` and the ``Skipping ...`` lines.
 
     Returns:
         The number of tensors loaded.
@@ -149,20 +154,44 @@ def load_weights(net, path: str, log) -> int:
     file_names: dict[str, str] = {}
     if is_h5:
         from ..network.h5_weights import keras_name, keras_to_torch, read_keras_weights, tensor_names
+        from ..network.keras_json import escape_name
 
         classes = net.layer_classes
         configs = getattr(net, "layer_configs", {})
+        persistent = set(net.state_dict())
+        channels_last = getattr(net, "keras_layout", "channels_last") == "channels_last"
+
+        def original(name: str) -> str:  # the Keras layer name ("." not escaped)
+            raw = (configs.get(name) or {}).get("name")
+            return raw if isinstance(raw, str) and escape_name(raw) == name else name
+
+        def from_config(name: str) -> bool:  # values given by the network file, not by weights
+            return classes.get(name) == "Normalization" and (configs.get(name) or {}).get("mean") is not None
+
+        # only persistent tensors (non-persistent buffers such as Rescaling's are computed from the
+        # config), and no Normalization whose mean/variance the JSON gives
+        layer_tensors = {
+            layer: kept for layer, tensors in layer_tensors.items()
+            if not from_config(layer) and (kept := [t for t in tensors if f"{layer}.{t}" in persistent])
+        }
 
         def layer_info(name: str):
-            return (classes[name], configs.get(name, {})) if name in classes else None
+            ours = name if name in classes else escape_name(name)
+            return (classes[ours], configs.get(ours, {})) if ours in classes else None
 
         keras = read_keras_weights(path, layer_info=layer_info)
+        escaped: dict[str, str] = {}  # our (escaped) layer name → name in the file
+        for fname in keras:
+            escaped.setdefault(escape_name(fname), fname)
         state: dict[str, torch.Tensor] = {}
         for layer in layer_tensors:
-            for tensor, kname in tensor_names(classes[layer], layer=layer).items():
-                file_names[f"{layer}.{tensor}"] = keras_name(layer, kname)
-            if layer in keras:
-                converted = keras_to_torch(classes[layer], keras[layer], layer=layer, source=path)
+            kname_layer = original(layer)
+            for tensor, kname in tensor_names(classes[layer], layer=kname_layer).items():
+                file_names[f"{layer}.{tensor}"] = keras_name(kname_layer, kname)
+            fname = kname_layer if kname_layer in keras else escaped.get(layer)
+            if fname is not None:
+                converted = keras_to_torch(classes[layer], keras[fname], layer=kname_layer, source=path,
+                                           channels_last=channels_last)
                 for tensor, (_kname, array) in converted.items():
                     state[f"{layer}.{tensor}"] = torch.from_numpy(array.copy())
     else:

@@ -61,8 +61,12 @@ LayerNormalization,        ``gamma``, ``beta``                 ``weight``, ``bia
 GroupNormalization
 PReLU                      ``alpha`` (Keras input shape        ``weight``, channel-first: the last
                            without batch, shared axes = 1)     axis moved to the front
+Normalization              ``mean``, ``variance`` (kept axes),  ``mean``, ``variance`` (C,) buffers
+                           ``count`` (ignored)
 =========================  ==================================  =================================
-All biases are copied unchanged. Weights that Keras omits (``use_bias=False``; ``center=False`` →
+Biases are copied unchanged (except the input-shaped ``beta`` of a multi-axis LayerNormalization).
+Normalization has Keras variables only when its config gives no ``mean``/``variance`` (the
+values of :meth:`adapt`); otherwise the JSON config carries them. Weights that Keras omits (``use_bias=False``; ``center=False`` →
 no ``beta``; ``scale=False`` → no ``gamma``) are simply absent from the result. Batch
 renormalisation statistics (``moving_stddev``, ``renorm_mean``, ``renorm_stddev``) are not used at
 inference and are dropped. PReLU ``alpha`` of rank ≥ 2 is assumed to be laid out like the Keras
@@ -304,6 +308,7 @@ _FAMILIES = {
     "LayerNormalization": "norm",
     "GroupNormalization": "norm",
     "PReLU": "prelu",
+    "Normalization": "normalization",
 }
 
 # torch tensor → Keras short weight name, per family (canonical tf.keras 2 names).
@@ -331,10 +336,14 @@ _TENSORS = {
     },
     "norm": {"weight": "gamma", "bias": "beta"},
     "prelu": {"weight": "alpha"},
+    "normalization": {"mean": "mean", "variance": "variance"},
 }
 
 _ALIASES = {"depthwise": {"kernel": "depthwise_kernel"}}  # Keras 3 names DepthwiseConv's "kernel"
-_IGNORED = {"batch_norm": {"moving_stddev", "renorm_mean", "renorm_stddev"}}  # batch renorm only
+_IGNORED = {
+    "batch_norm": {"moving_stddev", "renorm_mean", "renorm_stddev"},  # batch renorm only
+    "normalization": {"count"},  # number of samples seen by adapt(); not used at inference
+}
 
 
 def supported_classes() -> list[str]:
@@ -396,6 +405,11 @@ def keras3_weight_names(
         return (["gamma"] if scale else []) + (["beta"] if center else [])
     if family == "prelu":
         return ["alpha"]
+    if family == "normalization":
+        # variables exist only when mean/variance are not given in the config (adapt() state)
+        if config.get("mean") is not None:
+            return []
+        return ["mean", "variance", "count"]
     raise CheckpointError(
         f"layer '{layer}': cannot import Keras weights of layer type '{class_name}'"
     )
@@ -461,6 +475,10 @@ def _kernel_rank(family: str, rank: int, tensor: str) -> int | None:
 
 
 def _convert(family: str, tensor: str, w: np.ndarray, channels_last: bool) -> np.ndarray:
+    if family == "normalization":  # mean/variance of the kept (channel) axis → (C,)
+        return w.reshape(-1)
+    if family in ("prelu", "norm"):  # input-shaped gamma/beta/alpha: (…, C) → (C, …)
+        return np.moveaxis(w, -1, 0) if w.ndim >= 2 and channels_last else w
     if tensor == "bias" or tensor in ("running_mean", "running_var"):
         return w
     n = w.ndim
@@ -474,6 +492,4 @@ def _convert(family: str, tensor: str, w: np.ndarray, channels_last: bool) -> np
         return np.moveaxis(flat, -1, 0)[:, None]
     if family == "dense":  # (in, out) → (out, in)
         return w.T
-    if family in ("prelu", "norm") and n >= 2 and channels_last:  # (…, C) → (C, …)
-        return np.moveaxis(w, -1, 0)
     return w
