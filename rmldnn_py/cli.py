@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     except KeyboardInterrupt:
         sys.stderr.write("rmldnn: interrupted\n")
+        from . import distributed
+
+        distributed.on_error(130)
         return 130
     except UsageError as exc:
         if debug:
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         for warning in getattr(exc, "warnings", None) or []:  # e.g. 'layer' typed for 'layers'
             sys.stderr.write(f"rmldnn: warning: {warning}\n")
-        _report_failure(str(exc))
+        _report_failure(str(exc), exc.exit_code)
         return exc.exit_code
     except Exception as exc:  # a bug or an unexpected runtime failure: still one line
         if debug:
@@ -128,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _report_failure(message: str) -> None:
-    """Print the one-line error; in a multi-process run, end every rank (no rank may hang)."""
+def _report_failure(message: str, code: int = 1) -> None:
+    """Print the one-line error; in a multi-process run, end every rank (no rank may hang):
+    ``distributed.on_error`` does not return there (MPI_Abort, or an immediate exit)."""
     from . import distributed
 
     prefix = distributed.error_prefix()
     sys.stderr.write(f"rmldnn: error: {prefix}{message}\n")
     sys.stderr.flush()
-    distributed.on_error()
+    distributed.on_error(code)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Optional
 
-_MPI_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+_MPI_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE")
 
 
 @dataclass
@@ -64,6 +64,25 @@ def discover() -> DistState:
     return DistState()
 
 
+def _timeout() -> float:
+    """Collective timeout in seconds (``RMLDNN_DIST_TIMEOUT``, default 1800): the last resort
+    against a peer that vanished without closing its connections."""
+    try:
+        return max(10.0, float(os.environ.get("RMLDNN_DIST_TIMEOUT", "1800")))
+    except ValueError:
+        return 1800.0
+
+
+def local_size() -> int:
+    """Processes of this job on this node, from the launcher's environment (1 if unknown)."""
+    n = _env_int("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
+                 "PMI_LOCAL_SIZE")
+    if n is None and "SLURM_TASKS_PER_NODE" in os.environ:
+        first = os.environ["SLURM_TASKS_PER_NODE"].split(",")[0].split("(")[0]
+        n = int(first) if first.isdigit() else None
+    return max(1, n or 1)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
@@ -96,17 +115,24 @@ def init(use_cuda: bool) -> DistState:
     import torch.distributed as dist
 
     if state.launcher in ("mpi", "slurm"):
-        try:
-            from mpi4py import MPI
-        except ImportError as exc:
-            if state.launcher == "slurm" and "MASTER_ADDR" in os.environ:
-                MPI = None  # srun with an explicit rendezvous
-            else:
+        MPI = None
+        if state.launcher == "mpi" or "MASTER_ADDR" not in os.environ:
+            # srun with an explicit MASTER_ADDR needs no MPI at all (docs/DISTRIBUTED.md)
+            try:
+                from mpi4py import MPI
+            except ImportError as exc:
                 raise RmldnnError("launched with several processes but mpi4py is not installed "
-                                  f"({exc}); pip install mpi4py") from None
+                                  f"({exc}); pip install mpi4py, or use torchrun") from None
         if MPI is not None:
             comm = MPI.COMM_WORLD
+            if comm.Get_size() != state.world_size:
+                raise RmldnnError(
+                    f"the launcher reports {state.world_size} processes but MPI sees "
+                    f"{comm.Get_size()} (mpi4py built against another MPI than the launcher's? "
+                    "see docs/DISTRIBUTED.md; under srun without MPI set MASTER_ADDR and "
+                    "MASTER_PORT)")
             state.comm = comm
+            _STATE = state          # from here on, an error on this rank can MPI_Abort the job
             state.rank, state.world_size = comm.Get_rank(), comm.Get_size()
             state.local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
             addr = port = None
@@ -115,6 +141,8 @@ def init(use_cuda: bool) -> DistState:
                 port = os.environ.get("MASTER_PORT") or str(_free_port())
             addr, port = comm.bcast((addr, port), root=0)
             os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
+        else:
+            os.environ.setdefault("MASTER_PORT", "29500")
         os.environ["RANK"], os.environ["WORLD_SIZE"] = str(state.rank), str(state.world_size)
         os.environ["LOCAL_RANK"] = str(state.local_rank)
     state.backend = "nccl" if use_cuda else "gloo"
@@ -123,8 +151,11 @@ def init(use_cuda: bool) -> DistState:
 
         torch.cuda.set_device(state.local_rank % torch.cuda.device_count())
     try:
+        from datetime import timedelta
+
         dist.init_process_group(backend=state.backend, init_method="env://",
-                                rank=state.rank, world_size=state.world_size)
+                                rank=state.rank, world_size=state.world_size,
+                                timeout=timedelta(seconds=_timeout()))
     except Exception as exc:  # pragma: no cover - depends on the network
         raise RmldnnError(f"cannot initialise the {state.backend} process group "
                           f"(MASTER_ADDR={os.environ.get('MASTER_ADDR')}, "
@@ -157,6 +188,85 @@ def all_reduce_sum(tensor):
 
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def gather_object(obj: Any) -> Optional[list[Any]]:
+    """``[obj of rank 0, obj of rank 1, …]`` on rank 0, ``None`` elsewhere (``[obj]`` for one
+    process). Only rank 0 receives the data (predictions are written by rank 0 only)."""
+    if not _STATE.initialized:
+        return [obj]
+    import torch.distributed as dist
+
+    out: Optional[list[Any]] = [None] * _STATE.world_size if _STATE.rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_module(module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (start-up consistency, SPEC §9)."""
+    if not _STATE.initialized:
+        return
+    import torch
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def all_reduce_mean(tensor):
+    """In-place mean of ``tensor`` over all ranks (no-op for one process); returns it."""
+    if _STATE.initialized:
+        all_reduce_sum(tensor)
+        tensor /= _STATE.world_size
+    return tensor
+
+
+class CommTimer:
+    """A DistributedDataParallel communication hook that averages each gradient bucket with one
+    all-reduce (what DDP's default hook does) and records when communication was in flight.
+
+    ``span()`` is the wall time from the first bucket's launch to the last bucket's completion in
+    the current step, in seconds: with DDP, communication overlaps the backward pass, so this is the
+    part of the step during which gradients were being exchanged (SPEC §12 Q33), not extra time.
+    """
+
+    def __init__(self) -> None:
+        self.first: Optional[float] = None
+        self.last: Optional[float] = None
+
+    def reset(self) -> None:
+        self.first = self.last = None
+
+    def span(self) -> float:
+        if self.first is None or self.last is None:
+            return 0.0
+        return max(0.0, self.last - self.first)
+
+    def attach(self, ddp_model) -> None:
+        """Register :func:`timed_allreduce_hook` on a DistributedDataParallel model."""
+        ddp_model.register_comm_hook(self, timed_allreduce_hook)
+
+
+def timed_allreduce_hook(timer: CommTimer, bucket):
+    """DDP communication hook: average the bucket over the ranks (as DDP's default hook does) and
+    record the launch and completion times in ``timer``."""
+    import time
+
+    import torch.distributed as dist
+
+    now = time.perf_counter()
+    if timer.first is None:
+        timer.first = now
+    buffer = bucket.buffer()
+    buffer.div_(_STATE.world_size)
+    future = dist.all_reduce(buffer, async_op=True).get_future()
+
+    def done(fut):
+        timer.last = time.perf_counter()
+        return fut.value()[0]
+
+    return future.then(done)
 
 
 def all_gather_object(obj: Any) -> list[Any]:
@@ -196,16 +306,25 @@ def error_prefix() -> str:
     return f"rank {s.rank}: " if s.world_size > 1 else ""
 
 
-def on_error() -> None:
+def on_error(code: int = 1) -> None:
     """After a fatal error on this rank: end the whole job so no other rank waits forever.
 
-    Under MPI this is ``MPI_Abort``; under torchrun the launcher ends the other ranks when this
-    process exits non-zero.
+    Under MPI this is ``MPI_Abort`` (mpirun then kills every rank); otherwise (torchrun, srun with
+    an explicit rendezvous) this process exits at once with ``code`` without running the
+    interpreter's shutdown, which could block on pending collectives, DataLoader workers or the
+    process group's destructor: torchrun then ends the other ranks, and ranks blocked in a
+    collective with this one see the closed connection and fail in turn. Returns only for a
+    single process, or when the process group was never created (every rank fails alike).
     """
     s = _STATE
     if s.world_size <= 1:
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
     if s.comm is not None:
-        s.comm.Abort(1)
+        s.comm.Abort(code or 1)
+    if s.initialized:
+        os._exit(code or 1)

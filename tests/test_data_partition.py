@@ -66,29 +66,34 @@ def test_training_partition(n, world, batch, seed):
     share = math.ceil(n / world)
     assert {s.num_local for s in splits} == {share}
     assert {s.num_batches for s in splits} == {math.ceil(share / max(1, batch // world))}
-    orders = []
     for epoch in (0, 1):
         seen = Counter()
+        per_rank = []
         for s in splits:
             batches = list(s.batches(epoch))
             assert len(batches) == s.num_batches
             assert all(len(b.indices) > 0 for b in batches)
             idx = torch.cat([b.indices for b in batches]).tolist()
-            assert sorted(idx) == sorted(s._share)           # the rank's own samples, once each
+            assert len(idx) == share                          # ceil(N / world) per rank
             for b in batches:                                 # inputs/targets match the indices
                 assert torch.equal(b.inputs[:, 0, 0, 0], b.indices.float())
                 assert torch.equal(b.targets, b.indices % 5)
             seen.update(idx)
-            if s is splits[0]:
-                orders.append(idx)
+            per_rank.append([b.indices.tolist() for b in batches])
         assert set(seen) == set(range(n))                    # every sample every epoch
         assert sum(seen.values()) == world * share            # only padding repeats samples
-    # the reshuffle of an epoch uses one generator (seed + epoch) shared by every rank
-    for epoch in (0, 1):
-        perm = partition.epoch_order(list(range(share)), seed, epoch)
-        for s in splits:
-            got = torch.cat([b.indices for b in s.batches(epoch)]).tolist()
-            assert got == [s._share[p] for p in perm]
+        # global batch k (the ranks' batches k, rank order) = batch k of one process with the
+        # global batch world * b: the same global batches whatever the world size
+        b_loc = max(1, batch // world)
+        single = make_split("training", n, b_loc * world, 0, 1, seed)
+        perm = partition.epoch_permutation(n, seed, epoch)
+        padded = [perm[i % n] for i in range(world * share)]
+        glob = [sum((per_rank[r][k] for r in range(world)), []) for k in range(len(per_rank[0]))]
+        assert sum(glob, []) == padded
+        assert all(len({len(per_rank[r][k]) for r in range(world)}) == 1
+                   for k in range(len(glob)))                # equal rank shares in every step
+        if world * share == n:
+            assert glob == [b.indices.tolist() for b in single.batches(epoch)]
 
 
 def test_training_order_changes_between_epochs():

@@ -3,11 +3,16 @@
 Pure index arithmetic, no tensors of data:
 
 * per-process batch ``b = max(1, batch // world)``;
-* training: every rank owns a fixed share of ``ceil(N / world)`` samples, cut from one random
-  permutation of all samples (drawn with ``seed``, identical on every rank) and padded by repeating
-  samples; each epoch the share is reshuffled with a generator seeded ``seed + epoch`` on every
-  rank. A fixed share lets each rank pre-load only its own samples (SPEC §9 "each rank loads and
-  pre-loads only its own samples"); the global batch is still a fresh random mix every epoch;
+* training: each epoch, one random permutation of all ``N`` samples (generator seeded
+  ``seed + epoch``, identical on every rank and independent of the world size) is padded
+  cyclically to ``world * ceil(N / world)`` entries and cut into global batches of
+  ``world * b``; rank ``r`` takes the ``r``-th of ``world`` equal contiguous slices of every
+  global batch. So global batch ``k`` of an ``np = w`` run is exactly batch ``k`` of the
+  ``np = 1`` run (when ``w`` divides the batch size and ``N``), every rank holds the same number
+  of samples in every step (the rank-mean of DDP is the global-batch mean), every sample is seen
+  once per epoch (plus padding repeats) and no rank ever gets an empty training batch. A rank's
+  samples change every epoch, so ``preload`` decodes the whole training set on every rank
+  (docs/DISTRIBUTED.md "Partitioning");
 * test: contiguous blocks of ``ceil(N / world)`` samples, no duplicates; the last ranks may hold
   fewer (or zero) samples and run empty batches at the end;
 * ``num_batches`` is the same on every rank: ``ceil(ceil(N / world) / b)``.
@@ -35,20 +40,29 @@ def num_batches(num_total: int, world_size: int, batch_local: int) -> int:
     return math.ceil(share_size(num_total, world_size) / batch_local)
 
 
-def train_share(num_total: int, rank: int, world_size: int, seed: int) -> list[int]:
-    """Global indices owned by ``rank`` for training: its block of a seeded permutation of
-    ``range(num_total)``, padded cyclically to ``world * ceil(N / world)`` entries."""
-    n_local = share_size(num_total, world_size)
-    g = torch.Generator().manual_seed(int(seed))
-    perm = torch.randperm(num_total, generator=g).tolist()
-    padded = [perm[i % num_total] for i in range(n_local * world_size)]
-    return padded[rank * n_local:(rank + 1) * n_local]
-
-
-def epoch_order(share: list[int], seed: int, epoch: int) -> list[int]:
-    """``share`` reshuffled for ``epoch`` (generator seeded ``seed + epoch``, same on all ranks)."""
+def epoch_permutation(num_total: int, seed: int, epoch: int) -> list[int]:
+    """The global training order of ``epoch``: ``randperm(N)`` from a generator seeded
+    ``seed + epoch`` (same on every rank, whatever the world size)."""
     g = torch.Generator().manual_seed(int(seed) + int(epoch))
-    return [share[i] for i in torch.randperm(len(share), generator=g).tolist()]
+    return torch.randperm(num_total, generator=g).tolist()
+
+
+def train_batches(num_total: int, rank: int, world_size: int, batch_local: int, seed: int,
+                  epoch: int) -> list[list[int]]:
+    """The ``num_batches`` training batches of ``rank`` for ``epoch`` (see the module docstring):
+    batch ``k`` is the ``rank``-th slice of global batch ``k`` of the padded epoch permutation."""
+    if num_total == 0:
+        return []
+    perm = epoch_permutation(num_total, seed, epoch)
+    n_local = share_size(num_total, world_size)
+    padded = [perm[i % num_total] for i in range(n_local * world_size)]
+    step = batch_local * world_size
+    out = []
+    for k in range(num_batches(num_total, world_size, batch_local)):
+        glob = padded[k * step:(k + 1) * step]        # len is a multiple of world_size
+        m = len(glob) // world_size
+        out.append(glob[rank * m:(rank + 1) * m])
+    return out
 
 
 def test_block(num_total: int, rank: int, world_size: int) -> list[int]:

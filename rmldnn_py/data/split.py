@@ -192,9 +192,12 @@ class Split:
         self._target_kind = target_kind
         self.seed = seed
         self._train = role == "training"
+        self._rank, self._world = rank, world_size
         if self._train:
-            self._share = partition.train_share(self.num_total, rank, world_size, seed)
-            self.num_local = len(self._share)
+            # a rank's training samples change every epoch (partition.train_batches): it may
+            # read (and pre-loads) any sample
+            self._share = list(range(self.num_total))
+            self.num_local = partition.share_size(self.num_total, world_size)
         else:
             self._share = partition.test_block(self.num_total, rank, world_size)
             self.num_local = len(self._share)
@@ -239,12 +242,16 @@ class Split:
             return dict(zip(indices, pool.map(load, indices)))
 
     def preload_inputs(self, logger=None, message: str = "") -> None:
-        """Decode this rank's inputs (``preload: true``)."""
+        """Decode this rank's inputs (``preload: true``): its test block, or the whole training
+        set (a rank's training samples change every epoch, see :mod:`.partition`)."""
         if not self._preload:
             return
         if logger is not None and message:
             logger.line(message)
         local = sorted(set(self._share))
+        if getattr(self.reader.inputs, "lazy_preload", False):   # slicers: keep the array only
+            self.reader.inputs.preload(local)
+            return
         self.reader.cache_in = self._decode_all(self.reader.inputs.load, local)
 
     def preload_targets(self, logger=None, message: str = "") -> None:
@@ -254,6 +261,9 @@ class Split:
         if logger is not None and message:
             logger.line(message)
         local = sorted(set(self._share))
+        if getattr(self.reader.targets, "lazy_preload", False):
+            self.reader.targets.preload(local)
+            return
         self.reader.cache_tgt = self._decode_all(self.reader.targets.load, local)
 
     def _prepare_fast_path(self) -> None:
@@ -285,9 +295,10 @@ class Split:
 
     # ---------------------------------------------------------------- batching
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        order = partition.epoch_order(self._share, self.seed, epoch) if self._train \
-            else list(self._share)
-        return partition.chunk(order, self.batch_local, self.num_batches)
+        if self._train:
+            return partition.train_batches(self.num_total, self._rank, self._world,
+                                           self.batch_local, self.seed, epoch)
+        return partition.chunk(list(self._share), self.batch_local, self.num_batches)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         """Exactly ``num_batches`` batches of this rank for ``epoch`` (see module docstring)."""
@@ -382,6 +393,18 @@ class Split:
     def sample_name(self, index: int) -> str:
         """Name of global sample ``index`` relative to the input path (SPEC §7.5.1)."""
         return self.reader.inputs.name(index)
+
+    @property
+    def slicing(self):
+        """The :class:`rmldnn_py.data.slicers.Slicing` of a sliced split (SPEC §5.11), else None."""
+        return getattr(self.reader.inputs, "slicing", None)
+
+    def output_array(self, index: int, prediction):
+        """What ``test_output_path`` stores for sample ``index`` (SPEC §7.5.1, §5.11): the
+        prediction unchanged, or for a slice its part inside the array (transpose undone, padding
+        and zero-filled remainder cropped; squeezed dimensions stay squeezed)."""
+        slicing = self.slicing
+        return prediction if slicing is None else slicing.restore(index, prediction)
 
     def dataset_rows(self) -> list[tuple[str, str]]:
         """The six key/value rows of the Dataset block (label width 25, SPEC §7.2.3)."""

@@ -162,6 +162,8 @@ class Normalize(v2.Transform):
         mean = self._per_channel(self.mean, x, trailing)
         std = self._per_channel(self.std, x, trailing)
         out = (x - mean) / std
+        if isinstance(inpt, tv_tensors.Mask):   # std 0.003921568 ≈ 1/255: exact integers (§11.6)
+            out = torch.where((out - out.round()).abs() < 1e-3, out.round(), out)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
     @staticmethod

@@ -168,6 +168,7 @@ class Context:
     logfiles: LogFiles = field(default_factory=lambda: LogFiles(None))
     autocast: Any = None
     scaler: Any = None
+    comm_timer: Any = None                  # distributed.CommTimer when training on several ranks
     train_start: float = 0.0
 
 
@@ -200,6 +201,8 @@ def run(cfg: Config, app: str = "dnn", warnings: Optional[list[str]] = None) -> 
     """
     device = choose_device()
     dist = distributed.init(use_cuda=device.type == "cuda")
+    if device.type == "cuda" and dist.world_size > 1:  # MPI's node-local rank (shared-memory split)
+        device = torch.device("cuda", dist.local_rank % torch.cuda.device_count())
     log = Logger(enabled=dist.rank == 0)
     started = False
     ctx: Optional[Context] = None
@@ -305,10 +308,19 @@ def _build(cfg: Config, log: Logger, device: torch.device, world: int) -> Contex
         log.separator()
 
     model: torch.nn.Module = net
-    if world > 1:
-        # start-up consistency (SPEC §9): every replica starts from rank 0's weights; gradients
-        # are then averaged by the oneshot reducer after each backward (train_one_epoch)
-        distributed.broadcast_module(net)
+    comm_timer = None
+    if world > 1 and training:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # DDP copies rank 0's parameters and buffers to every rank at construction (start-up
+        # consistency, SPEC §9) and averages gradients bucket by bucket during backward, overlapping
+        # communication with computation (the "oneshot" reducer); CommTimer times the exchange.
+        model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None,
+                    broadcast_buffers=False)
+        comm_timer = distributed.CommTimer()
+        comm_timer.attach(model)
+    elif world > 1:
+        distributed.broadcast_module(net)  # inference: every rank uses rank 0's weights
     if cfg.compile:
         model = torch.compile(model)
     scaler = None
@@ -317,7 +329,7 @@ def _build(cfg: Config, log: Logger, device: torch.device, world: int) -> Contex
     return Context(cfg=cfg, log=log, device=device, world=world, model=model, net=net,
                    bundle=bundle, loss=loss, optimizer=optimizer, scheduler=scheduler,
                    logfiles=LogFiles(cfg.outfile if log.enabled else None),
-                   autocast=_autocast(cfg, device), scaler=scaler)
+                   autocast=_autocast(cfg, device), scaler=scaler, comm_timer=comm_timer)
 
 
 def _write_dot(cfg: Config, net, log: Logger) -> None:
@@ -367,10 +379,11 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
     every batch to ``_train.txt``. Loss and |g| are read back to the host only at printed
     batches (and at the end of the epoch), for all pending batches at once.
 
-    Several processes: after each backward the "oneshot" reducer averages all gradients and the
-    batch loss in one all-reduce (every rank holds equally many samples of the global batch, so
-    this is the gradient of the global-batch mean loss); |g| is then global, and ``Grad/Comm`` is
-    the time of that all-reduce."""
+    Several processes: DistributedDataParallel averages the gradients during backward (every rank
+    holds equally many samples of the global batch, so this is the gradient of the global-batch
+    mean loss) and |g| is therefore global; the printed and logged losses are averaged over the
+    ranks in one all-reduce per printed line. ``Grad/Comm`` is the share of the step during which
+    gradient all-reduces were in flight (overlapped with backward)."""
     split, model, loss_fn = ctx.bundle.train, ctx.model, ctx.loss
     opt = ctx.optimizer.optimizer
     params = [p for p in ctx.net.parameters() if p.requires_grad]
@@ -381,14 +394,14 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
     t_prev = time.perf_counter()
     multi = ctx.world > 1
-    sync = multi and ctx.device.type == "cuda"
+    closure_based = ctx.optimizer.is_closure_based
     for b, (x, y, _idx) in enumerate(split.batches(epoch), 1):
         x, y = _to_device(ctx, x, y)
         t_ready = time.perf_counter()
-        comm = 0.0
+        if ctx.comm_timer is not None:
+            ctx.comm_timer.reset()
 
         def forward_backward():
-            nonlocal comm
             opt.zero_grad(set_to_none=True)
             with ctx.autocast():
                 out = model(x)
@@ -397,17 +410,13 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
                 ctx.scaler.scale(value).backward()
             else:
                 value.backward()
-            if multi:
-                if sync:
-                    torch.cuda.synchronize(ctx.device)
-                t0 = time.perf_counter()
-                value = distributed.all_reduce_mean_grads(params, value.detach())
-                if sync:
-                    torch.cuda.synchronize(ctx.device)
-                comm += time.perf_counter() - t0
+            if closure_based and multi:
+                # the line search must see the same (global) loss on every rank, or the ranks
+                # would take different numbers of steps and wait on each other forever
+                value = distributed.all_reduce_mean(value.detach().clone())
             return value
 
-        if ctx.optimizer.is_closure_based:
+        if closure_based:
             loss = opt.step(forward_backward)
             gnorm = grad_norm(params)
         else:
@@ -421,10 +430,14 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
             else:
                 opt.step()
         t_done = time.perf_counter()
+        comm = ctx.comm_timer.span() if ctx.comm_timer is not None else 0.0
         pending.append((b, t_done - ctx.train_start, loss.detach().float().reshape(()),
                         gnorm.detach().float().reshape(())))
         if printed(b, nb) or b == nb:
-            values = torch.stack([p[2] for p in pending]).tolist()
+            losses = torch.stack([p[2] for p in pending])
+            if multi and not closure_based:
+                distributed.all_reduce_mean(losses)
+            values = losses.tolist()
             gvalues = torch.stack([p[3] for p in pending]).tolist()
             for (bb, secs, _, _), lv, gv in zip(pending, values, gvalues):
                 ctx.logfiles.train_line(epoch, bb, nb, secs, lv, gv)
@@ -432,7 +445,7 @@ def train_one_epoch(ctx: Context, epoch: int, epochs: int) -> None:
             if printed(b, nb):
                 total = max(time.perf_counter() - t_prev, 1e-12)
                 data_pct = int(100 * (t_ready - t_prev) / total)
-                comp_pct = int(100 * (t_done - t_ready - comm) / total)
+                comp_pct = int(100 * (t_done - t_ready) / total)
                 line = (f"Train Epoch [{epoch:3d}/{epochs:3d}] : Batch [{b:5d}/{nb:5d}] "
                         f"(Loss = {values[-1]:.4f}; |g| = {gvalues[-1]:.4f}) "
                         f"[Data: {data_pct}%; Compute: {comp_pct}%")
@@ -466,6 +479,11 @@ def evaluate(ctx: Context, epoch: int, epochs: int) -> None:
     outputs: list[tuple[int, Any]] = []
     writer = None
     write_here = bool(cfg.data.test_output_path) and ctx.log.enabled
+    assembler = None
+    if getattr(split, "slicing", None) is not None and cfg.data.hdf5_outfile:  # SPEC §5.11
+        from ..io.assembly import Assembler
+
+        assembler = Assembler(split.slicing, cfg.data.hdf5_outfile, cfg.data.hdf5_precision)
     try:
         for b, (x, y, idx) in enumerate(split.batches(epoch), 1):
             if write_here and writer is None:
@@ -487,13 +505,16 @@ def evaluate(ctx: Context, epoch: int, epochs: int) -> None:
                     stats[1] += n
                     if metric is not None:
                         metric.update(out, y)
+                if assembler is not None:
+                    assembler.add(idx, out)        # host copy; accumulation on its own thread
                 if cfg.data.test_output_path:
                     cpu = out.cpu().numpy()
                     for j, i in enumerate(idx.tolist()):
+                        arr = split.output_array(i, cpu[j])   # slices: transpose/padding undone
                         if writer is not None:
-                            writer.add(split.sample_name(i), cpu[j])
+                            writer.add(split.sample_name(i), arr)
                         else:
-                            outputs.append((i, cpu[j]))
+                            outputs.append((i, arr))
             if printed(b, nb) or b == nb:
                 loss_val, acc = _global_eval(ctx, stats, metric, with_loss)
                 if printed(b, nb):
@@ -514,11 +535,18 @@ def evaluate(ctx: Context, epoch: int, epochs: int) -> None:
             writer.close()
             ctx.log.line(f"Writing inference output to file: {writer.path}")
             writer = None
+        if assembler is not None:
+            written = assembler.close()    # collective: sums reduced to rank 0, which writes
+            assembler = None
+            if written:
+                ctx.log.line(f"Writing inference output to file: {written}")
         if with_loss:
             ctx.logfiles.test_line(epoch, loss_val, acc)
     finally:
         if writer is not None:
             writer.abort()
+        if assembler is not None:
+            assembler.abort()
 
 
 def _global_eval(ctx: Context, stats: torch.Tensor, metric, with_loss: bool):
