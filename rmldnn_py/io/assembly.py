@@ -319,17 +319,4 @@ class Assembler:
             self.abort()
 
 
-def slice_dataset_name(split, index: int) -> str:
-    """Dataset name of a slice in ``output_<epoch>.h5`` (``test_output_path`` without
-    ``hdf5_outfile``): ``"x0:x1,y0:y1,z0:z1"``, or ``"<set>/x0:x1,…"`` with several slice sets
-    (the same as ``split.sample_name(index)``)."""
-    return split.sample_name(index)
-
-
-def slice_output(split, index: int, prediction) -> np.ndarray:
-    """Content of that dataset: the prediction with the transpose undone and padding / the
-    zero-filled remainder cropped, channel-first (``split.output_array(index, prediction)``)."""
-    return split.output_array(index, prediction)
-
-
-__all__ = ["Assembler", "slice_dataset_name", "slice_output"]
+__all__ = ["Assembler"]
