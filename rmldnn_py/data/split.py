@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config.types import TransformSpec
 from ..errors import DataError
+from ..log import kv_row
 from . import partition
 from .sources import Source
 from .transforms import Pipeline, describe
@@ -433,11 +434,11 @@ class Split:
         """Message texts of this split's part of the Dataset block, without the ``Training
         dataset:`` title: the six rows, then ``   Transforms:`` and one line per transform
         (``      resize                : [28, 28]``) when there are any."""
-        lines = [f"   {label.ljust(25)}: {value}" for label, value in self.dataset_rows()]
+        lines = [kv_row(label, value, 25) for label, value in self.dataset_rows()]
         rows = self.transform_rows()
         if rows:
             lines.append("   Transforms:")
-            lines += [f"      {name.ljust(22)}: {value}" for name, value in rows]
+            lines += [kv_row(name, value, 22, indent=6) for name, value in rows]
         return lines
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ import torch
 from .. import __version__, distributed
 from ..config.types import Config
 from ..errors import ConfigError, RmldnnError
-from ..log import Logger, SEPARATOR, fmt_g, kv_row
+from ..log import Logger, fmt_g, kv_row
 from .logfiles import LogFiles
 
 
@@ -107,37 +107,14 @@ def _width(rows: list[tuple[str, str]]) -> int:
     return max((len(label) for label, _ in rows), default=0)
 
 
-def _transform_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {fmt_g(v)}" for k, v in value.items())
-    return fmt_g(value)
-
-
-def split_rows(split) -> list[tuple[str, str]]:
-    """The key/value rows of one split in the Dataset block (SPEC §7.2.3)."""
-    unit = getattr(split, "unit", "images")
-    num = f"Num {unit}".ljust(12)
-    return [
-        ("Type", split.kind),
-        (f"{num}(total)", str(split.num_total)),
-        (f"{num}(per process)", str(split.num_local)),
-        ("Batch size  (requested)", str(split.batch_requested)),
-        ("Batch size  (per process)", str(split.batch_local)),
-        ("Num batches (per process)", str(split.num_batches)),
-    ]
-
-
 def print_dataset_block(log: Logger, bundle, cfg: Config) -> None:
     log.header("Dataset")
     for title, split in (("Training dataset:", bundle.train), ("Test dataset:", bundle.test)):
         if split is None:
             continue
         log.line(title)
-        log.rows(split_rows(split), 25)
-        if split.transforms:
-            log.line("   Transforms:")
-            for t in split.transforms:
-                log.line(kv_row(t.name, _transform_value(t.value), 22, indent=6))
+        for line in split.dataset_lines():
+            log.line(line)
         if split is bundle.test and cfg.data.test_output_path:
             precision = ("half (16-bit)" if cfg.data.hdf5_precision == "half"
                          else "single (32-bit)")
