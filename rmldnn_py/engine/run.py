@@ -210,12 +210,7 @@ def _build(cfg: Config, log: Logger, device: torch.device, world: int) -> Contex
 
     torch.manual_seed(cfg.seed)
     training = cfg.data.input_path is not None
-    if training and cfg.optimizer is None:
-        raise ConfigError(f"{cfg.path}: neural_network.optimizer: required for training "
-                          "(neural_network.data.input_path is set)")
-    if training and cfg.loss is None:
-        raise ConfigError(f"{cfg.path}: neural_network.loss: required for training "
-                          "(neural_network.data.input_path is set)")
+    # (optimizer and loss are required for training: checked when the config is loaded)
     if cfg.data.input_path is None and cfg.data.test_input_path is None:
         raise ConfigError(f"{cfg.path}: neural_network.data: neither input_path nor "
                           "test_input_path is set: nothing to train or evaluate")
