@@ -5,9 +5,9 @@ files are not part of the repository). Each architecture is checked twice: Keras
 give the table's numbers, so the reconstruction is the reference network; and rmldnn_py's counts
 from the Keras 3 JSON and from its tf.keras-2 rewrite must print them.
 
-Not reconstructed (their exact architectures are not derivable from the SPEC): brain/HPO
-``layers_resunet.json`` (model_1, 32,513,559 / 231), seismic ``unet3d_seismic.json`` (Unet-3D,
-13,616,580 / 50), Poisson ``unet3d_poisson.json`` (4,163,425 / 39).
+The Poisson network uses InstanceNormalization with PyTorch-style keys, which is not a Keras layer:
+it is written directly as a tf.keras-2.1.5-style JSON and its parameter count is checked by
+arithmetic instead of by Keras.
 """
 
 from __future__ import annotations
@@ -198,3 +198,162 @@ def test_pets_xception_unet(keras):
     outputs = L.Conv2D(3, 3, activation="softmax", padding="same")(x)
     model = keras.Model(inputs, outputs, name="Xception_Unet2d")
     _check(model, ("Xception_Unet2d", 2_055_203, 2_055_203, 73))
+
+
+@pytest.mark.keras
+def test_brain_resunet50(keras):
+    """T-BRAIN / T-HPO ``layers_resunet.json``: the segmentation_models ``Unet('resnet50')`` on
+    256×256×3 with one sigmoid class. Encoder: the classification_models (qubvel) pre-activation
+    ResNet50 (``bn_data`` BatchNormalization with ``scale: false`` on the input, Conv2D without
+    bias, bottleneck blocks whose first unit has a 1×1 ``sc`` shortcut on the pre-activated input,
+    final ``bn1``/``relu1``); decoder: five UpSampling2D (+ Concatenate with ``stage4_unit1_relu1``,
+    ``stage3_unit1_relu1``, ``stage2_unit1_relu1``, ``relu0``) + 2 × (Conv2D 3×3 without bias, BN,
+    ReLU) blocks with 256, 128, 64, 32, 16 filters; ``final_conv`` Conv2D 3×3 1 filter +
+    Activation ``sigmoid``. rmldnn_py adds the gamma of ``bn_data`` (always affine), hence the
+    ``Skipping parameter bn_data.weight`` line of SPEC §11.7."""
+    L = keras.layers
+    bn = dict(axis=3, momentum=0.99, epsilon=2e-5)
+    conv = dict(kernel_initializer="he_uniform", use_bias=False, padding="valid")
+    inp = keras.Input((256, 256, 3), name="data")
+    x = L.BatchNormalization(name="bn_data", scale=False, **bn)(inp)
+    x = L.ZeroPadding2D(3)(x)
+    x = L.Conv2D(64, 7, strides=2, name="conv0", **conv)(x)
+    x = L.BatchNormalization(name="bn0", **bn)(x)
+    x = L.Activation("relu", name="relu0")(x)
+    x = L.ZeroPadding2D(1)(x)
+    x = L.MaxPooling2D(3, strides=2, name="pooling0")(x)
+    for stage, units in enumerate((3, 4, 6, 3)):
+        filters = 64 * 2 ** stage
+        for unit in range(units):
+            name = f"stage{stage + 1}_unit{unit + 1}_"
+            strides = 2 if stage > 0 and unit == 0 else 1
+            y = L.BatchNormalization(name=name + "bn1", **bn)(x)
+            y = L.Activation("relu", name=name + "relu1")(y)
+            shortcut = (L.Conv2D(filters * 4, 1, strides=strides, name=name + "sc", **conv)(y)
+                        if unit == 0 else x)
+            y = L.Conv2D(filters, 1, name=name + "conv1", **conv)(y)
+            y = L.BatchNormalization(name=name + "bn2", **bn)(y)
+            y = L.Activation("relu", name=name + "relu2")(y)
+            y = L.ZeroPadding2D(1)(y)
+            y = L.Conv2D(filters, 3, strides=strides, name=name + "conv2", **conv)(y)
+            y = L.BatchNormalization(name=name + "bn3", **bn)(y)
+            y = L.Activation("relu", name=name + "relu3")(y)
+            y = L.Conv2D(filters * 4, 1, name=name + "conv3", **conv)(y)
+            x = L.Add()([y, shortcut])
+    x = L.BatchNormalization(name="bn1", **bn)(x)
+    x = L.Activation("relu", name="relu1")(x)
+    encoder = keras.Model(inp, x)
+    skips = [encoder.get_layer(n).output
+             for n in ("stage4_unit1_relu1", "stage3_unit1_relu1", "stage2_unit1_relu1", "relu0")]
+    for i, filters in enumerate((256, 128, 64, 32, 16)):
+        x = L.UpSampling2D(2, name=f"decoder_stage{i}_upsampling")(x)
+        if i < len(skips):
+            x = L.Concatenate(axis=3, name=f"decoder_stage{i}_concat")([x, skips[i]])
+        for part in "ab":
+            name = f"decoder_stage{i}{part}_"
+            x = L.Conv2D(filters, 3, padding="same", use_bias=False,
+                         kernel_initializer="he_uniform", name=name + "conv")(x)
+            x = L.BatchNormalization(axis=3, name=name + "bn")(x)
+            x = L.Activation("relu", name=name + "relu")(x)
+    x = L.Conv2D(1, 3, padding="same", name="final_conv")(x)
+    x = L.Activation("sigmoid", name="sigmoid")(x)
+    model = keras.Model(inp, x, name="model_1")
+    assert model.output_shape == (None, 256, 256, 1)
+    _check(model, ("model_1", 32_513_559, 32_513_559, 231))
+
+
+@pytest.mark.keras
+def test_seismic_unet3d(keras):
+    """T-SEIS ``unet3d_seismic.json`` (Keras 2.3 ``Model`` "Unet-3D", 64×64×256×1): four encoder
+    levels ZeroPadding3D(1) + Conv3D 3³ ``valid`` (64, 128, 256, 256; linear) + BatchNormalization +
+    Activation relu + MaxPooling3D 2; bottom ZeroPadding3D + Conv3D 512 relu + BN; three decoder
+    levels UpSampling3D + Concatenate (with the outputs of the 3rd, 2nd, 1st pooling) +
+    ZeroPadding3D + Conv3D (256, 128, 64) relu + BN; UpSampling3D, two Conv3D 64 3³ ``same`` relu,
+    Conv3D 4 3³ ``same`` log_softmax."""
+    L = keras.layers
+    inp = keras.Input((64, 64, 256, 1))
+    x, pools = inp, []
+    for filters in (64, 128, 256, 256):
+        x = L.ZeroPadding3D(1)(x)
+        x = L.Conv3D(filters, 3)(x)
+        x = L.BatchNormalization()(x)
+        x = L.Activation("relu")(x)
+        x = L.MaxPooling3D(2)(x)
+        pools.append(x)
+    x = L.ZeroPadding3D(1)(x)
+    x = L.Conv3D(512, 3, activation="relu")(x)
+    x = L.BatchNormalization()(x)
+    for filters, skip in zip((256, 128, 64), pools[2::-1]):
+        x = L.UpSampling3D(2)(x)
+        x = L.Concatenate()([x, skip])
+        x = L.ZeroPadding3D(1)(x)
+        x = L.Conv3D(filters, 3, activation="relu")(x)
+        x = L.BatchNormalization()(x)
+    x = L.UpSampling3D(2)(x)
+    x = L.Conv3D(64, 3, padding="same", activation="relu")(x)
+    x = L.Conv3D(64, 3, padding="same", activation="relu")(x)
+    x = L.Conv3D(4, 3, padding="same", activation="log_softmax")(x)
+    model = keras.Model(inp, x, name="Unet-3D")
+    assert model.output_shape == (None, 64, 64, 256, 4)
+    _check(model, ("Unet-3D", 13_616_580, 13_616_580, 50))
+
+
+def _poisson_unet3d_json() -> dict:
+    """T-POISSON ``unet3d_poisson.json`` in the hand-written Keras 2.1.5 form of the tutorial:
+    five Conv3D 4³ stride 2 ``same`` without bias (16, 32, 64, 128, 128) + InstanceNormalization
+    (PyTorch keys, affine false) + LeakyReLU 0.2, Dropout after the 4th and 5th; four
+    Conv3DTranspose 4³ stride 2 without bias (128, 64, 32, 16) + InstanceNormalization + ReLU
+    (+ Dropout for the first two) + Concatenate with the matching encoder output; UpSampling3D,
+    Conv3D 1 filter 3³ ``same`` with bias, Activation sigmoid."""
+    layers: list[dict] = []
+
+    def add(cls: str, name: str, cfg: dict, *inputs: str) -> str:
+        layers.append({"class_name": cls, "name": name, "config": {"name": name, **cfg},
+                       "inbound_nodes": [[[i, 0, 0, {}] for i in inputs]] if inputs else []})
+        return name
+
+    def conv(cls: str, name: str, filters: int, src: str, k: int = 4, stride: int = 2,
+             bias: bool = False) -> str:
+        return add(cls, name, {"filters": filters, "kernel_size": [k] * 3, "strides": [stride] * 3,
+                               "padding": "same", "data_format": "channels_last",
+                               "use_bias": bias}, src)
+
+    def norm(name: str, src: str) -> str:
+        return add("InstanceNormalization", name, {"affine": False, "track_running_stats": False,
+                                                   "momentum": 0.1, "epsilon": 1e-5}, src)
+
+    x = add("InputLayer", "input_1", {"batch_input_shape": [None, 64, 64, 64, 1],
+                                      "dtype": "float32", "sparse": False})
+    down = {}
+    for i, filters in enumerate((16, 32, 64, 128, 128), start=1):
+        x = conv("Conv3D", f"conv3d_down_{i}", filters, x)
+        x = norm(f"norm_down_{i}", x)
+        x = add("LeakyReLU", f"leaky_relu_down_{i}", {"alpha": 0.2}, x)
+        if i >= 4:
+            x = add("Dropout", f"dropout_down_{i}", {"rate": 0.5}, x)
+        down[i] = x
+    for i, filters in zip((4, 3, 2, 1), (128, 64, 32, 16)):
+        x = conv("Conv3DTranspose", f"conv3d_tran_up_{i}", filters, x)
+        x = norm(f"norm_up_{i}", x)
+        x = add("ReLU", f"relu_up_{i}", {}, x)
+        if i >= 3:
+            x = add("Dropout", f"dropout_up_{i}", {"rate": 0.5}, x)
+        x = add("Concatenate", f"concatenate_{i}", {"axis": -1}, down[i], x)
+    x = add("UpSampling3D", "upsample_1", {"size": [2, 2, 2], "data_format": "channels_last"}, x)
+    x = conv("Conv3D", "conv3d_final", 1, x, k=3, stride=1, bias=True)
+    x = add("Activation", "sigmoid", {"activation": "sigmoid"}, x)
+    return {"class_name": "Model", "keras_version": "2.1.5", "backend": "tensorflow",
+            "config": {"name": "Uned3D depth-5 (Poisson)", "layers": layers,
+                       "input_layers": [["input_1", 0, 0]], "output_layers": [["sigmoid", 0, 0]]}}
+
+
+def test_poisson_unet3d_instance_norm():
+    """T-POISSON: InstanceNormalization with ``affine: false`` has no parameters; the count is
+    64·(1·16 + 16·32 + 32·64 + 64·128 + 128·128) encoder + 64·(128·128 + 256·64 + 128·32 + 64·16)
+    decoder + 27·32 + 1 final = 4,163,425."""
+    enc = 64 * (1 * 16 + 16 * 32 + 32 * 64 + 64 * 128 + 128 * 128)
+    dec = 64 * (128 * 128 + 256 * 64 + 128 * 32 + 64 * 16)
+    assert enc + dec + 27 * 32 + 1 == 4_163_425
+    spec = _poisson_unet3d_json()
+    net = build_network(spec, config_path="unet3d_poisson.json")
+    assert _printed(net) == ("Uned3D depth-5 (Poisson)", 4_163_425, 4_163_425, 39)
