@@ -340,6 +340,45 @@ def test_small_resnet_block_matches_keras(keras):
         torch.testing.assert_close(net2(x), net(x))
 
 
+def test_unet2d_with_transposed_convs_and_skips_matches_keras(keras):
+    """A 2D UNet: encoder Conv2D+BN+MaxPool, decoder Conv2DTranspose (stride 2, same) with skip
+    Concatenate on the channel axis, softmax head; odd input width so `same` padding is asymmetric
+    in the encoder (checked in Keras 3 and tf.keras 2 JSON forms)."""
+    L = keras.layers
+    inp = keras.Input((16, 12, 3), name="img")
+    c1 = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(inp)
+    p1 = L.MaxPooling2D(2, name="p1")(c1)
+    c2 = L.Conv2D(8, 3, padding="same", name="c2")(p1)
+    c2 = L.BatchNormalization(name="bn2")(c2)
+    c2 = L.Activation("relu", name="r2")(c2)
+    p2 = L.MaxPooling2D(2, name="p2")(c2)
+    b = L.Conv2D(16, 3, padding="same", activation="relu", name="bottom")(p2)
+    u2 = L.Conv2DTranspose(8, 3, strides=2, padding="same", name="up2")(b)
+    m2 = L.Concatenate(name="cat2")([u2, c2])
+    d2 = L.Conv2D(8, 3, padding="same", activation="relu", name="d2")(m2)
+    u1 = L.Conv2DTranspose(4, 2, strides=2, padding="valid", name="up1")(d2)
+    m1 = L.Concatenate(axis=3, name="cat1")([c1, u1])
+    out = L.Conv2D(3, 1, activation="softmax", name="seg")(m1)
+    compare(keras, keras.Model(inp, out, name="unet2d"), (16, 12, 3))
+
+
+def test_unet3d_matches_keras(keras):
+    """A 3D UNet: Conv3D + BN + MaxPooling3D down, UpSampling3D + Concatenate + Conv3D up,
+    ZeroPadding3D before a `valid` conv (the seismic network's pattern), log_softmax head."""
+    L = keras.layers
+    inp = keras.Input((8, 8, 6, 1), name="vol")
+    z = L.ZeroPadding3D(1, name="pad1")(inp)
+    c1 = L.Conv3D(4, 3, activation="relu", name="c1")(z)
+    c1 = L.BatchNormalization(name="bn1")(c1)
+    p1 = L.MaxPooling3D(2, name="p1")(c1)
+    c2 = L.Conv3D(8, 3, padding="same", activation="relu", name="c2")(p1)
+    u1 = L.UpSampling3D(2, name="up1")(c2)
+    m1 = L.Concatenate(name="cat1")([u1, c1])
+    d1 = L.Conv3D(4, 3, padding="same", activation="relu", name="d1")(m1)
+    out = L.Conv3D(3, 1, activation="log_softmax", name="seg")(d1)
+    compare(keras, keras.Model(inp, out, name="unet3d"), (8, 8, 6, 1), seed=1)
+
+
 def test_sequential_mnist_matches_keras(keras):
     L = keras.layers
     model = keras.Sequential([
