@@ -22,7 +22,7 @@ import torch
 
 from ..config.types import DataConfig
 from .build import LOADERS, LoaderInfo
-from .sources import Source, check_exists, walk_files
+from .sources import FileListSource, Source, check_exists, walk_files
 
 NUMPY_EXTENSIONS = (".npy", ".npz")
 HDF5_EXTENSIONS = (".h5", ".hdf5")
@@ -42,7 +42,7 @@ def _to_tensor(arr: np.ndarray, input_rank: Optional[int]) -> torch.Tensor:
     return add_channel_axis(t, input_rank)
 
 
-class NumpySource(Source):
+class NumpySource(FileListSource):
     """``.npy`` files (one sample each) and ``.npz`` archives (one sample per array, archive
     order) under a directory (recursive, sorted) or a single file."""
 
@@ -68,15 +68,6 @@ class NumpySource(Source):
         if not self._items:
             raise self.error(f"no NumPy samples (.npy, .npz) found in '{root}'")
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def name(self, index: int) -> str:
-        return self._items[index][0]
-
-    def file(self, index: int) -> str:
-        return self._items[index][1]
-
     def load(self, index: int) -> torch.Tensor:
         _, path, key = self._items[index]
         try:
@@ -92,7 +83,7 @@ class NumpySource(Source):
         return _to_tensor(arr, self.input_rank)
 
 
-class HDF5Source(Source):
+class HDF5Source(FileListSource):
     """Every dataset (recursively, sorted by path) of every ``.h5``/``.hdf5`` file (sorted)."""
 
     kind = "hdf5"
@@ -124,15 +115,6 @@ class HDF5Source(Source):
         state = dict(self.__dict__)
         state["_handles"] = {}
         return state
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def name(self, index: int) -> str:
-        return self._items[index][0]
-
-    def file(self, index: int) -> str:
-        return self._items[index][1]
 
     def load(self, index: int) -> torch.Tensor:
         import h5py

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
-from .sources import Source, check_exists, walk_files
+from .sources import FileListSource, check_exists, walk_files
 
 # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still work and are
 # what the project is built on (STYLE.md): keep the per-call warning out of the user's output.
@@ -101,7 +101,7 @@ def to_float_image(raw: torch.Tensor, grayscale: bool) -> torch.Tensor:
     return x.flip(-3)                   # RGB → BGR
 
 
-class ImageSource(Source):
+class ImageSource(FileListSource):
     """Image files under a directory (recursive) or one image file."""
 
     kind = "images"
@@ -112,22 +112,13 @@ class ImageSource(Source):
         super().__init__(root, where)
         self.grayscale = grayscale
         check_exists(root, where, IMAGE_EXTENSIONS)
-        self._files = walk_files(root, IMAGE_EXTENSIONS)
-        if not self._files:
+        self._items = walk_files(root, IMAGE_EXTENSIONS)
+        if not self._items:
             raise self.error(f"no images found in '{root}' "
                              f"(extensions: {' '.join(IMAGE_EXTENSIONS)})")
 
-    def __len__(self) -> int:
-        return len(self._files)
-
-    def name(self, index: int) -> str:
-        return self._files[index][0]
-
-    def file(self, index: int) -> str:
-        return self._files[index][1]
-
     def load(self, index: int) -> torch.Tensor:
-        path = self._files[index][1]
+        path = self._items[index][1]
         try:
             return decode(path)
         except (OSError, ValueError) as e:

@@ -59,6 +59,22 @@ class Source:
         return DataError(f"{self.where}: {message}")
 
 
+class FileListSource(Source):
+    """A source whose samples were listed at discovery in ``self._items``, one tuple per sample
+    starting with ``(name, file, ...)`` (further entries are the subclass's own)."""
+
+    _items: list[tuple]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def name(self, index: int) -> str:
+        return self._items[index][0]
+
+    def file(self, index: int) -> str:
+        return self._items[index][1]
+
+
 def check_exists(path: str, where: str, file_exts: Iterable[str]) -> None:
     """Raise the SPEC error for a missing path (``directory '<p>' does not exist``; ``file`` when
     the path ends with one of ``file_exts``)."""
