@@ -50,6 +50,15 @@ class BatchNorm(KerasLayer):
         return f"{self.channels}, eps={self.eps}, momentum={self.momentum}, frozen={self.frozen}"
 
 
+def _init_gamma_beta(weight, bias, cfg: dict, shape: tuple) -> None:
+    """Apply the Keras ``gamma_initializer`` / ``beta_initializer`` to the scale and offset
+    tensors (either may be None: absent, or kept at 1 / 0)."""
+    if weight is not None:
+        apply_initializer(weight, cfg.get("gamma_initializer"), shape)
+    if bias is not None:
+        apply_initializer(bias, cfg.get("beta_initializer"), shape)
+
+
 @register("BatchNormalization")
 def build_batchnorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
     s = single_input(input_shapes)
@@ -68,10 +77,9 @@ def build_batchnorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
     momentum = float(cfg_get(cfg, "momentum", 0.99))
     m = BatchNorm(int(s[0]), float(cfg_get(cfg, "epsilon", 1e-3)), 1.0 - momentum)
     c = (int(s[0]),)
-    if cfg_get(cfg, "scale", True):
-        apply_initializer(m.weight, cfg.get("gamma_initializer"), c)
-    if cfg_get(cfg, "center", True):
-        apply_initializer(m.bias, cfg.get("beta_initializer"), c)
+    # always affine (SPEC §4.7): without scale/center the tensors keep 1 / 0
+    _init_gamma_beta(m.weight if cfg_get(cfg, "scale", True) else None,
+                     m.bias if cfg_get(cfg, "center", True) else None, cfg, c)
     apply_initializer(m.running_mean, cfg.get("moving_mean_initializer"), c)
     apply_initializer(m.running_var, cfg.get("moving_variance_initializer"), c)
     return m, m.output_shape([s])
@@ -136,10 +144,7 @@ def build_layernorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
         raise NetworkError(f"the normalised axes must have known sizes, received shape {s}")
     m = LayerNorm(ctx, tuple(axes), pshape, rank, float(cfg_get(cfg, "epsilon", 1e-3)),
                   bool(cfg_get(cfg, "scale", True)), bool(cfg_get(cfg, "center", True)))
-    if m.weight is not None:
-        apply_initializer(m.weight, cfg.get("gamma_initializer"), pshape)
-    if m.bias is not None:
-        apply_initializer(m.bias, cfg.get("beta_initializer"), pshape)
+    _init_gamma_beta(m.weight, m.bias, cfg, pshape)
     return m, m.output_shape([s])
 
 
@@ -177,10 +182,7 @@ def build_groupnorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
         raise NetworkError(f"groups={groups} must divide the number of channels ({s[0]})")
     m = GroupNorm(int(s[0]), groups, float(cfg_get(cfg, "epsilon", 1e-3)),
                   bool(cfg_get(cfg, "scale", True)), bool(cfg_get(cfg, "center", True)))
-    if m.weight is not None:
-        apply_initializer(m.weight, cfg.get("gamma_initializer"), (int(s[0]),))
-    if m.bias is not None:
-        apply_initializer(m.bias, cfg.get("beta_initializer"), (int(s[0]),))
+    _init_gamma_beta(m.weight, m.bias, cfg, (int(s[0]),))
     return m, m.output_shape([s])
 
 
