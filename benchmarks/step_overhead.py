@@ -20,11 +20,9 @@ Usage: PYTHONPATH=. python benchmarks/step_overhead.py [--config configs/config_
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

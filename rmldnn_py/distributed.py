@@ -289,7 +289,6 @@ def barrier() -> None:
 
 def shutdown() -> None:
     """Destroy the process group at the end of a successful run."""
-    global _STATE
     if _STATE.initialized:
         import torch.distributed as dist
 
