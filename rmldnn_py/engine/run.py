@@ -249,7 +249,7 @@ def _build(cfg: Config, log: Logger, device: torch.device, world: int) -> Contex
 
         params = [p for p in net.parameters() if p.requires_grad]
         optimizer = build_optimizer(cfg.optimizer, params, where=f"{cfg.path}: neural_network.optimizer")
-        for w in getattr(optimizer, "warnings", []) or []:
+        for w in optimizer.warnings:
             log.warning(w)
         log.header("Optimizer")
         log.rows(optimizer.rows, _width(optimizer.rows))
