@@ -1,6 +1,4 @@
 """``python -m rmldnn_py`` is the same as the ``rmldnn`` command."""
-import sys
+from .cli import console_main
 
-from .cli import main
-
-sys.exit(main())
+console_main()

@@ -31,6 +31,7 @@ class DistState:
     initialized: bool = False       # torch.distributed process group created
     backend: Optional[str] = None
     comm: Any = None                # mpi4py COMM_WORLD when launched by MPI
+    control: Any = None             # Gloo process group for control flags (None: the default)
 
 
 _STATE = DistState()
@@ -161,6 +162,9 @@ def init(use_cuda: bool) -> DistState:
                           f"(MASTER_ADDR={os.environ.get('MASTER_ADDR')}, "
                           f"MASTER_PORT={os.environ.get('MASTER_PORT')}): {exc}") from None
     state.initialized = True
+    # a CPU (Gloo) group for small control messages (the preemption flag): agreeing on it never
+    # touches the GPU, so it costs no device synchronisation under NCCL
+    state.control = dist.new_group(backend="gloo") if state.backend != "gloo" else None
     _STATE = state
     return state
 
@@ -182,11 +186,13 @@ def is_main() -> bool:
 
 
 def all_reduce_sum(tensor):
-    """In-place sum of ``tensor`` over all ranks (no-op for one process); returns it."""
+    """In-place sum of ``tensor`` over all ranks (no-op for one process); returns it.
+    CPU tensors travel over the Gloo control group (NCCL reduces device tensors only)."""
     if _STATE.initialized:
         import torch.distributed as dist
 
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        group = _STATE.control if tensor.device.type == "cpu" else None
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
     return tensor
 
 
@@ -198,7 +204,7 @@ def gather_object(obj: Any) -> Optional[list[Any]]:
     import torch.distributed as dist
 
     out: Optional[list[Any]] = [None] * _STATE.world_size if _STATE.rank == 0 else None
-    dist.gather_object(obj, out, dst=0)
+    dist.gather_object(obj, out, dst=0, group=_STATE.control)   # over Gloo: host memory
     return out
 
 
@@ -212,6 +218,28 @@ def broadcast_module(module) -> None:
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(t.data, src=0)
+
+
+def wrap_ddp(net, device):
+    """``net`` wrapped in ``DistributedDataParallel`` for training on ``device``.
+
+    DDP copies rank 0's parameters and buffers to every rank at construction (start-up
+    consistency, SPEC §9) and averages gradients bucket by bucket during backward, overlapping
+    communication with computation. Buffers (BatchNorm statistics) stay per rank after that
+    (SPEC §9): ``forward_sync_buffers=False`` (``broadcast_buffers=False`` on torch releases
+    without it; its deprecation warning is not shown to users).
+    """
+    import inspect
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    kw = ({"forward_sync_buffers": False}
+          if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+          else {"broadcast_buffers": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return DDP(net, device_ids=[device.index] if device.type == "cuda" else None, **kw)
 
 
 def all_reduce_mean(tensor):
@@ -276,8 +304,32 @@ def all_gather_object(obj: Any) -> list[Any]:
     import torch.distributed as dist
 
     out: list[Any] = [None] * _STATE.world_size
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=_STATE.control)
     return out
+
+
+def any_rank(flag: int) -> int:
+    """The maximum of the integer ``flag`` over all ranks (``flag`` itself for one process):
+    lets every rank agree on a decision that only some ranks saw (a signal). CPU only."""
+    if not _STATE.initialized:
+        return int(flag)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_STATE.control)
+    return int(t.item())
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` itself for one process)."""
+    if not _STATE.initialized:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if _STATE.rank == 0 else None]
+    dist.broadcast_object_list(box, src=0, group=_STATE.control)
+    return box[0]
 
 
 def barrier() -> None:

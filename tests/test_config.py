@@ -544,8 +544,7 @@ def test_missing_key_mentions_a_misspelled_one(cfg):
         cfg(doc)
     assert str(info.value) == ("config.json: neural_network: missing required key 'layers' "
                                "(found unknown key 'layer')")
-    assert info.value.warnings == ["config.json: unknown key 'neural_network.layer' ignored. "
-                                   "Did you mean 'layers'?"]
+    assert info.value.warnings == []     # the missing-key message already names it
 
 
 def test_top_level_must_be_an_object(err):
@@ -713,14 +712,16 @@ def test_boolean_is_not_a_number(err):
 # warnings
 # --------------------------------------------------------------------------------------------
 
-def test_unknown_key_warns_with_suggestion(cfg):
-    c, warnings = cfg(with_data(bath_size=32))
-    assert warnings == ["config.json: unknown key 'neural_network.data.bath_size' ignored. "
-                        "Did you mean 'batch_size'?"]
-    assert c.data.batch_size == 64
+def test_misspelt_key_is_an_error_naming_both(err):
+    """Issue 10: a key close to a valid one would be silently ignored: refuse it."""
+    assert err(with_data(input_paht="./x/")) == (
+        "config.json: neural_network.data.input_paht: unknown key 'input_paht'; did you mean "
+        "'input_path'? (a misspelt key would be ignored)")
+    assert "'learning_rate'" in err(base(optimizer={"type": "Adam", "learning_rat": 0.1}))
+    assert "did you mean 'num_epochs'?" in err(base(num_epoch=3))
 
 
-def test_unknown_keys_everywhere(cfg):
+def test_unknown_keys_everywhere(cfg, err):
     doc = base(optimizer={"type": "Adam", "learning_rate": 0.1, "learningrate": 0.2,
                           "lr_scheduler": {"type": "Exponential", "gamma": 0.9, "verbos": False}},
                loss={"function": "NLL", "wieght": [1, 2]},
@@ -728,24 +729,35 @@ def test_unknown_keys_everywhere(cfg):
                xyzzy=1)
     doc["neural_network"]["data"]["transforms"] = [{"normalize": {"mean": 0, "sdt": 2}}]
     doc["extra"] = {}
+    msg = err(doc)            # every misspelling at once, in document order
+    assert msg.split("; did you mean")[0] == ("config.json: neural_network.data.transforms[0]."
+                                              "normalize.sdt: unknown key 'sdt'")
+    for where, key, hint in [("neural_network.optimizer.learningrate", "learningrate",
+                              "learning_rate"),
+                             ("neural_network.optimizer.lr_scheduler.verbos", "verbos", "verbose"),
+                             ("neural_network.loss.wieght", "wieght", "weight"),
+                             ("neural_network.checkpoints.intervall", "intervall", "interval")]:
+        assert f"{where}: unknown key '{key}'; did you mean '{hint}'?" in msg
+    # keys with no close valid key stay warnings and the run goes on
+    for key in ("learningrate", "verbos", "wieght", "intervall"):
+        doc = json.loads(json.dumps(doc).replace(f'"{key}"', '"q9w8e7"'))
+    doc["neural_network"]["data"]["transforms"] = [{"normalize": {"mean": 0}}]
     c, warnings = cfg(doc)
-    assert warnings == [
-        "config.json: unknown key 'neural_network.data.transforms[0].normalize.sdt' ignored. "
-        "Did you mean 'std'?",
-        "config.json: unknown key 'neural_network.optimizer.learningrate' ignored. "
-        "Did you mean 'learning_rate'?",
-        "config.json: unknown key 'neural_network.optimizer.lr_scheduler.verbos' ignored. "
-        "Did you mean 'verbose'?",
-        "config.json: unknown key 'neural_network.loss.wieght' ignored. Did you mean 'weight'?",
-        "config.json: unknown key 'neural_network.checkpoints.intervall' ignored. "
-        "Did you mean 'interval'?",
-        "config.json: unknown key 'neural_network.xyzzy' ignored",
-        "config.json: unknown key 'extra' ignored",
-    ]
+    assert "config.json: unknown key 'neural_network.xyzzy' ignored" in warnings
+    assert "config.json: unknown key 'extra' ignored" in warnings
     assert c.optimizer.options == {"learning_rate": 0.1}
     assert c.optimizer.lr_scheduler.verbose is True
     assert c.checkpoints.interval == 1
-    assert c.data.transforms[0].value == {"mean": 0}
+
+
+def test_contradictory_keys_are_errors(err):
+    doc = base()
+    doc["neural_network"]["data"].update({"type": "numpy", "input_type": "images"})
+    assert "neural_network.data.input_type: 'images' contradicts 'type': 'numpy'" in err(doc)
+    doc = base()
+    doc["neural_network"]["data"].update({"input_type": "images", "target_type": "labels",
+                                          "target_path": "./masks/"})
+    assert "neural_network.data.target_path: 'target_type': 'labels'" in err(doc)
 
 
 def test_key_in_the_wrong_section_says_where_it_belongs(cfg):
@@ -797,8 +809,11 @@ def test_other_enums_case_insensitive(cfg):
                           "lr_scheduler": {"type": "multistep", "milestones": [2, 4]}})
     doc["neural_network"]["data"] = {"Type": "x", "TYPE": "x", "type": "HDF5", "hdf5_precision": "HALF",
                                      "input_path": "./a.h5", "target_path": "./b.h5"}
+    with pytest.raises(ConfigError, match="unknown key 'Type'; did you mean 'type'"):
+        cfg(doc)                            # keys are case-sensitive: 'Type' is a misspelling
+    del doc["neural_network"]["data"]["Type"], doc["neural_network"]["data"]["TYPE"]
     c, w = cfg(doc)
-    assert len(w) == 2                      # 'Type' and 'TYPE' are unknown keys (keys are case-sensitive)
+    assert w == []
     assert c.mixed_precision == "bf16"
     assert c.loss.options == {"source": "softmax"}
     assert c.optimizer.lr_scheduler.type == "MultiStep"
@@ -830,8 +845,10 @@ def test_target_type_defaults(cfg):
     assert c.data.target_type == "images"
     c, _ = cfg(base(data={"input_type": "mnist", "input_path": "./mnist/"}))
     assert c.data.target_type == "mnist"
-    c, _ = cfg(base(data={"type": "numpy", "input_type": "hdf5", "input_path": "./x.h5"}))
-    assert (c.data.input_type, c.data.target_type) == ("hdf5", "numpy")
+    c, _ = cfg(base(data={"type": "numpy", "input_type": "numpy", "input_path": "./x.npy"}))
+    assert (c.data.input_type, c.data.target_type) == ("numpy", "numpy")
+    with pytest.raises(ConfigError, match="'hdf5' contradicts 'type': 'numpy'"):
+        cfg(base(data={"type": "numpy", "input_type": "hdf5", "input_path": "./x.h5"}))
 
 
 def test_grayscale_defaults(cfg):

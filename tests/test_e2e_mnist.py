@@ -1,7 +1,6 @@
 """End-to-end: the MNIST tutorial (seed 001, SPEC §11.2) with its configs exactly as printed in the
 tutorial (only the data is miniature), and the embedded demo's accuracy."""
 
-import json
 import re
 import shutil
 

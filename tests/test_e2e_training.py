@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -130,7 +132,31 @@ SCHEDULER_SETUPS = {
     "Exponential": ({"gamma": 0.9}, lambda e: LR0 * 0.9 ** e),
     "Warmup": ({"num_epochs": 4, "start_factor": 0.2},
                lambda e: LR0 * (0.2 + 0.8 * min(e, 4) / 4)),
+    # SGDR closed form (Loshchilov & Hutter 2017) after 2 linear warm-up epochs from 0.5·lr0
+    "Cosine": ({"warmup_epochs": 2, "start_factor": 0.5, "min_lr": 0.01},
+               lambda e: LR0 * (0.5 + 0.5 * e / 2) if e < 2 else
+               0.01 + (LR0 - 0.01) * (1 + math.cos(math.pi * (e - 2) / (SCHED_EPOCHS - 2))) / 2),
+    # torch's own OneCycleLR after e epochs of 3 batches (printed at each epoch end)
+    "OneCycle": ({"max_lr": 0.5, "pct_start": 0.4}, lambda e: _onecycle_lr(3 * e)),
 }
+#: stepped on the evaluation loss, tested in test_plateau_follows_the_evaluation_loss
+EVAL_DRIVEN = ("ReduceLROnPlateau",)
+
+
+def _onecycle_lr(steps: int) -> float:
+    """torch's OneCycleLR after ``steps`` optimizer steps (stepping past ``total_steps`` raises
+    in torch; the engine then holds the last rate, as here)."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=LR0)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=SCHED_EPOCHS * 3,
+                                              pct_start=0.4, cycle_momentum=False)
+    for _ in range(steps):
+        opt.step()
+        try:
+            ref.step()
+        except ValueError:
+            break
+    return opt.param_groups[0]["lr"]
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +176,37 @@ def sched_config(data: Path, sched: dict) -> dict:
 
 
 def test_every_scheduler_has_a_setup():
-    missing = [n for n in SCHEDULERS.names() if n not in SCHEDULER_SETUPS]
+    missing = [n for n in SCHEDULERS.names() if n not in SCHEDULER_SETUPS and n not in EVAL_DRIVEN]
     assert not missing, f"add a setup for {missing} to SCHEDULER_SETUPS"
 
 
-@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_plateau_follows_the_evaluation_loss(tiny_tree, tmp_path):
+    """ReduceLROnPlateau: the printed rates equal torch's scheduler fed the _test.txt losses."""
+    lr0 = 1e-6            # the evaluation loss hardly moves: the rate is reduced on schedule
+    cfg = sched_config(tiny_tree, {"type": "ReduceLROnPlateau", "patience": 1, "factor": 0.1})
+    nn = cfg["neural_network"]
+    nn["optimizer"]["learning_rate"] = lr0
+    nn["outfile"] = "out.txt"
+    nn["data"]["test_input_path"] = str(tiny_tree)
+    write_json(tmp_path / "config.json", cfg)
+    proc = run_rmldnn(["--config=./config.json"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
+    losses = [float(ln.split()[3]) for ln in (tmp_path / "out_test.txt").read_text().splitlines()]
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=lr0)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=1, factor=0.1)
+    want = []
+    for loss in losses:
+        before = opt.param_groups[0]["lr"]
+        ref.step(loss)
+        if opt.param_groups[0]["lr"] != before:
+            want.append(opt.param_groups[0]["lr"])
+    got = [float(ln.split()[-1]) for ln in strip_ts(proc.stdout)
+           if ln.startswith("Learning rate adjusted")]
+    assert len(want) >= 2 and got == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in SCHEDULERS.names() if n not in EVAL_DRIVEN])
 def test_scheduler_verbose_prints_formula_values(name, tiny_tree, tmp_path):
     if name not in SCHEDULER_SETUPS:
         pytest.fail(f"no setup for scheduler {name!r}: add one to SCHEDULER_SETUPS")
@@ -167,7 +219,7 @@ def test_scheduler_verbose_prints_formula_values(name, tiny_tree, tmp_path):
     head = lines.index("---------- Learning rate scheduler ----------")
     # label width 7 (SPEC §7.2.1) widened to the longest label of the block ("Step size")
     assert re.fullmatch(rf"   Type +: {name}", lines[head + 1]), lines[head + 1]
-    assert [ln for ln in lines[head + 1:head + 6] if re.fullmatch(r"   Verbose *: True", ln)]
+    assert [ln for ln in lines[head + 1:head + 10] if re.fullmatch(r"   Verbose *: True", ln)]
     adjusted = [(i, ln) for i, ln in enumerate(lines) if ln.startswith("Learning rate adjusted")]
     assert len(adjusted) == SCHED_EPOCHS, adjusted
     pat = re.compile(r"^Learning rate adjusted to (\S+)$")

@@ -9,7 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from rmldnn_py.config.types import LossConfig
-from rmldnn_py.engine.losses import LOSSES, PDE_LOSSES, build_loss, lovasz_grad
+import rmldnn_py.pde.losses  # noqa: F401  (registers the PDE losses; tests/test_pde_losses.py)
+import rmldnn_py.obj.loss  # noqa: F401  (registers YOLOv3; tests/test_obj_loss.py)
+import rmldnn_py.gan.losses  # noqa: F401  (registers Wasserstein; tests/test_gan_losses.py)
+from rmldnn_py.engine.losses import LOSSES, PDE_LOSSES, build_loss, check_loss_app, lovasz_grad
 from rmldnn_py.errors import ConfigError, DataError
 
 EPS = 1e-7
@@ -124,14 +127,14 @@ def _lovasz_hand():
 
 HAND = {"NLL": _nll_hand, "BCE": _bce_hand, "MSE": _mse_hand, "Dice": _dice_hand,
         "Jaccard": _jaccard_hand, "Focal": _focal_hand, "Lovasz": _lovasz_hand}
-UNSUPPORTED = {"Wasserstein": "gan", "YOLOv3": "obj", "Burgers_PDE": "pde",
-               "Poisson2D_PDE": "pde", "Poisson3D_PDE": "pde"}
-SUPPORTED = [n for n in LOSSES.names() if n not in UNSUPPORTED]
+UNSUPPORTED = {"Wasserstein": "gan", "YOLOv3": "obj"}
+SUPPORTED = [n for n in LOSSES.names() if n not in UNSUPPORTED and n not in PDE_LOSSES]
 
 
 def test_every_loss_is_covered():
-    assert set(LOSSES.names()) == set(HAND) | set(UNSUPPORTED)
-    assert set(PDE_LOSSES) <= set(UNSUPPORTED)
+    # the PDE losses (--app=pde) are tested in tests/test_pde_losses.py
+    assert set(LOSSES.names()) == set(HAND) | set(UNSUPPORTED) | set(PDE_LOSSES)
+    assert set(PDE_LOSSES) <= set(LOSSES.names())
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -139,12 +142,31 @@ def test_hand_computation(name):
     HAND[name]()
 
 
-@pytest.mark.parametrize("name", [n for n in LOSSES.names() if n in UNSUPPORTED])
+@pytest.mark.parametrize("name", [n for n in LOSSES.names()
+                                  if n in UNSUPPORTED and n not in ("Wasserstein", "YOLOv3")])
 def test_unsupported_losses(name):
     with pytest.raises(ConfigError, match=rf"requires --app={UNSUPPORTED[name]}"):
         make(name)
     with pytest.raises(ConfigError, match=r"neural_network\.loss\.function"):
         build_loss(LossConfig(name.lower(), {}), app=UNSUPPORTED[name])
+
+
+def test_yolov3_requires_obj():
+    """YOLOv3 is implemented by --app=obj (rmldnn_py.obj, tests/test_obj_loss.py) and refused by
+    the other applications."""
+    with pytest.raises(ConfigError, match=r"neural_network\.loss\.function: loss function "
+                                          r"'YOLOv3' requires --app=obj"):
+        build_loss(LossConfig("YOLOv3", {}), app="dnn")
+    assert build_loss(LossConfig("YOLOv3", {}), app="obj").name == "YOLOv3"
+
+
+def test_wasserstein_requires_gan():
+    """Wasserstein is implemented by --app=gan (rmldnn_py.gan, tests/test_gan_losses.py) and
+    refused by the other applications."""
+    with pytest.raises(ConfigError, match=r"neural_network\.loss\.function: loss function "
+                                          r"'Wasserstein' requires --app=gan"):
+        build_loss(LossConfig("Wasserstein", {}), app="dnn")
+    assert build_loss(LossConfig("Wasserstein", {}), app="gan").name == "Wasserstein"
 
 
 # ------------------------------------------------------------------------------------------
@@ -397,8 +419,14 @@ def test_unknown_key_warning():
 
 
 def test_pde_app_accepts_only_pde_losses():
+    from rmldnn_py.pde.app import PdeApp
+
     with pytest.raises(ConfigError, match=r"cannot be used with --app=pde"):
-        build_loss(LossConfig("NLL", {}), app="pde")
+        check_loss_app("NLL", "pde", PdeApp.losses)
+    for name in PDE_LOSSES:
+        check_loss_app(name, "pde", PdeApp.losses)
+        with pytest.raises(ConfigError, match=r"requires --app=pde"):
+            build_loss(LossConfig(name, {}), app="dnn")
 
 
 def test_target_shape_mismatch_is_data_error():

@@ -31,8 +31,9 @@ from jsonschema import Draft202012Validator
 
 from ..errors import ConfigError, UsageError
 from ..registry import closest
-from .types import (CheckpointConfig, Config, DataConfig, LossConfig, OptimizerConfig,
-                    SchedulerConfig, SlicerConfig, TransformSpec)
+from .types import (CheckpointConfig, Config, DataConfig, DiscriminatorConfig,
+                    EarlyStoppingConfig, LossConfig, OptimizerConfig, SchedulerConfig,
+                    SlicerConfig, TransformSpec)
 
 __all__ = ["load_config", "parse_config", "schema"]
 
@@ -168,8 +169,39 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
     return line, col
 
 
+MAX_JSON_DEPTH = 100
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_depth(text: str, path: str, error_cls: type = ConfigError,
+                     limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON text whose arrays/objects nest deeper than ``limit`` levels (a config or a
+    Keras model is a few levels deep; 100k levels would exhaust Python's recursion limit in
+    ``json``, ``copy`` and the schema validator).
+
+    Raises:
+        error_cls: ``<path>: invalid JSON at line L, column C: nested more than 100 levels
+            deep``.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            if depth > limit:
+                line, col = _line_col(text, m.start())
+                raise error_cls(f"{path}: invalid JSON at line {line}, column {col}: nested "
+                                f"more than {limit} levels deep")
+        elif tok in "]}":
+            depth -= 1
+
+
 def _parse(text: str, path: str, warnings: list[str]) -> Any:
-    """Strict JSON (no NaN/Infinity); duplicate keys are warned about (the last one wins)."""
+    """Strict JSON (no NaN/Infinity); duplicate keys are warned about (the last one wins);
+    nesting deeper than :data:`MAX_JSON_DEPTH` levels is an error."""
+    check_json_depth(text, path)
 
     def pairs(items: list[tuple[str, Any]]) -> dict:
         out: dict = {}
@@ -184,6 +216,8 @@ def _parse(text: str, path: str, warnings: list[str]) -> Any:
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: "
                           f"{e.msg}") from None
+    except RecursionError:  # pragma: no cover - check_json_depth refuses this first
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
     except _BadConstant as e:
         m = re.search(r"-?\b" + re.escape(e.name.lstrip("-")) + r"\b", text)
         line, col = _line_col(text, m.start()) if m else (1, 1)
@@ -211,9 +245,11 @@ def _read(path: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _normalise(node: Any, sub: dict, parts: list, path: str, warnings: list[str],
-               unknown: dict[tuple, list[str]]) -> Any:
+               unknown: dict[tuple, list[str]], typos: Optional[list] = None) -> Any:
     """Return a normalised copy of ``node`` guided by the schema ``sub``; unknown keys are
-    appended to ``warnings`` and recorded in ``unknown`` (JSON path tuple → key names)."""
+    recorded in ``unknown`` (JSON path tuple → key names); those close to a valid key of their
+    section (``input_paht``) go to ``typos`` as ``(json path, key, valid key)``, the others are
+    appended to ``warnings``."""
     sub = _resolve(sub)
     if isinstance(node, str) and sub.get("x-case-insensitive") and "enum" in sub:
         canonical = {v.lower(): v for v in sub["enum"]}
@@ -227,18 +263,23 @@ def _normalise(node: Any, sub: dict, parts: list, path: str, warnings: list[str]
                 key = key.lower()
             if named_by_key:
                 out[key] = _normalise(value, props[key], parts + [key], path, warnings,
-                                      unknown) if key in props else value
+                                      unknown, typos) if key in props else value
                 continue
             if value is None:           # null = "not given"
                 continue
             if key in props:
-                out[key] = _normalise(value, props[key], parts + [key], path, warnings, unknown)
+                out[key] = _normalise(value, props[key], parts + [key], path, warnings, unknown,
+                                      typos)
             else:
-                warnings.append(_unknown_key_warning(path, parts, key, list(props)))
+                hint = closest(key, list(props))
+                if hint is not None and typos is not None:
+                    typos.append((_json_path(parts + [key]), key, hint))
+                else:
+                    warnings.append(_unknown_key_warning(path, parts, key, list(props)))
                 unknown.setdefault(tuple(parts), []).append(key)
         return out
     if isinstance(node, list) and "items" in sub:
-        return [_normalise(v, sub["items"], parts + [i], path, warnings, unknown)
+        return [_normalise(v, sub["items"], parts + [i], path, warnings, unknown, typos)
                 for i, v in enumerate(node)]
     return node
 
@@ -446,6 +487,16 @@ def _data_config(data: dict, path: str, errors: list[str]) -> DataConfig:
     if input_type is None:
         errors.append(f"{_prefix(path, 'neural_network.data')}missing required key 'type' "
                       f"(or 'input_type'): which loader reads the inputs")
+    if type_ is not None and "input_type" in data and data["input_type"] != type_:
+        errors.append(f"{_prefix(path, 'neural_network.data.input_type')}'{data['input_type']}' "
+                      f"contradicts 'type': '{type_}' (type sets both input_type and "
+                      "target_type; give one of them)")
+    if target_type == "labels":
+        for key in ("target_path", "test_target_path"):
+            if key in data:
+                errors.append(f"{_prefix(path, 'neural_network.data.' + key)}'target_type': "
+                              "'labels' takes the classes from the input folder names, so a "
+                              f"'{key}' contradicts it (remove one of them)")
 
     test_tag = data.get("test_tag")
     if "testing_tag" in data:
@@ -491,14 +542,17 @@ def _data_config(data: dict, path: str, errors: list[str]) -> DataConfig:
         bc_type=data.get("bc_type", "random_uniform"),
         bc_num_terms=g("bc_num_terms", 1),
         num_workers=g("num_workers"),
+        test_output_format=data.get("test_output_format", "h5"),
+        max_image_pixels=g("max_image_pixels", 178956970),
+        letterbox=bool(data.get("letterbox", False)),
+        class_names=data.get("class_names"),
     )
 
 
-def _optimizer_config(opt: Optional[dict], path: str,
-                      warnings: list[str]) -> Optional[OptimizerConfig]:
+def _optimizer_config(opt: Optional[dict], path: str, warnings: list[str],
+                      where: str = "neural_network.optimizer") -> Optional[OptimizerConfig]:
     if opt is None:
         return None
-    where = "neural_network.optimizer"
     scheduler = None
     sched = opt.get("lr_scheduler")
     if sched is not None:
@@ -507,9 +561,11 @@ def _optimizer_config(opt: Optional[dict], path: str,
             verbose=bool(sched.get("verbose", True)),
             options=_options(sched, "lr_scheduler", sched["type"], where + ".lr_scheduler",
                              path, warnings))
+    clip = opt.get("clip_grad_norm")
     return OptimizerConfig(type=opt["type"],
                            options=_options(opt, "optimizer", opt["type"], where, path, warnings),
-                           lr_scheduler=scheduler)
+                           lr_scheduler=scheduler,
+                           clip_grad_norm=float(clip) if clip is not None else None)
 
 
 def _loss_config(loss: Optional[dict], path: str, warnings: list[str]) -> Optional[LossConfig]:
@@ -548,14 +604,38 @@ def _build(nn: dict, path: str, warnings: list[str]) -> Config:
         loss=_loss_config(nn.get("loss"), path, warnings),
         checkpoints=CheckpointConfig(save=ck.get("save"),
                                      interval=_typed(ck, "checkpoints", "interval", 1),
-                                     load=ck.get("load")),
+                                     load=ck.get("load"),
+                                     resume=ck.get("resume", False),
+                                     best=ck.get("best")),
         debug=bool(nn.get("debug", False)),
         debug_interval=g("debug_interval", 1),
         mixed_precision=nn.get("mixed_precision", "none"),
         channels_last=bool(nn.get("channels_last", False)),
         compile=bool(nn.get("compile", False)),
         seed=g("seed", 0),
+        early_stopping=_early_stopping(nn.get("early_stopping")),
+        progress=bool(nn.get("progress", True)),
+        tensorboard=nn.get("tensorboard"),
+        discriminator=_discriminator(nn.get("discriminator"), path, warnings),
     )
+
+
+def _early_stopping(es: Optional[dict]) -> Optional[EarlyStoppingConfig]:
+    if es is None:
+        return None
+    return EarlyStoppingConfig(monitor=es.get("monitor", "loss"),
+                               patience=int(es.get("patience", 5)),
+                               min_delta=float(es.get("min_delta", 0.0)))
+
+
+def _discriminator(disc: Optional[dict], path: str,
+                   warnings: list[str]) -> Optional[DiscriminatorConfig]:
+    if disc is None:
+        return None
+    return DiscriminatorConfig(layers=disc["layers"],
+                               optimizer=_optimizer_config(disc.get("optimizer"), path, warnings,
+                                                         "neural_network.discriminator.optimizer"),
+                               checkpoint=disc.get("checkpoint"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,8 +659,13 @@ def parse_config(doc: Any, path: str = "<config>") -> tuple[Config, list[str]]:
     """
     warnings: list[str] = []
     unknown: dict[tuple, list[str]] = {}
-    doc = _normalise(copy.deepcopy(doc), schema(), [], path, warnings, unknown)
+    typos: list[tuple[str, str, str]] = []
+    doc = _normalise(copy.deepcopy(doc), schema(), [], path, warnings, unknown, typos)
     errors = _schema_errors(doc, path, unknown)
+    for where, key, hint in typos:   # a misspelt key would be ignored: refuse it (issue 10)
+        if not any(f"unknown key '{key}'" in e for e in errors):
+            errors.append(f"{path}: {where}: unknown key '{key}'; did you mean '{hint}'? "
+                          "(a misspelt key would be ignored)")
     if errors:
         raise _error(errors, warnings)
     return _build(doc["neural_network"], path, warnings), warnings

@@ -83,6 +83,12 @@ class DataConfig:
     bc_num_terms: int = 1                   # rmldnn_py extension (SPEC §5.8): raised-cosine terms
     # streaming (rmldnn_py extension): DataLoader worker processes per rank; None = automatic
     num_workers: Optional[int] = None
+    # rmldnn_py extensions: prediction file format(s), decompression-bomb limit
+    test_output_format: str = "h5"          # "h5" | "csv" | "both"
+    max_image_pixels: int = 178956970
+    # --app=obj
+    letterbox: bool = False
+    class_names: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class OptimizerConfig:
     type: str
     options: Mapping[str, Any] = field(default_factory=dict)
     lr_scheduler: Optional[SchedulerConfig] = None
+    clip_grad_norm: Optional[float] = None  # rmldnn_py extension: global L2 norm clipping
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,30 @@ class CheckpointConfig:
     save: Optional[str] = None
     interval: int = 1
     load: Optional[str] = None
+    resume: Any = False                     # False | True (newest in ``save``) | path string
+    best: Optional[str] = None              # None | "loss" | "accuracy"
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """``neural_network.early_stopping`` (rmldnn_py extension): stop when ``monitor``
+    (``"loss"``: lower is better, ``"accuracy"``: higher is better) has not improved by more
+    than ``min_delta`` for ``patience`` evaluations."""
+
+    monitor: str = "loss"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """``neural_network.discriminator`` (``--app=gan``): the critic network (same forms as
+    ``layers``), its optimizer (None = the generator's optimizer settings) and optional initial
+    weights."""
+
+    layers: Any
+    optimizer: Optional[OptimizerConfig] = None
+    checkpoint: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -152,3 +183,7 @@ class Config:
     channels_last: bool = False
     compile: bool = False
     seed: int = 0
+    early_stopping: Optional[EarlyStoppingConfig] = None
+    progress: bool = True
+    tensorboard: Optional[str] = None
+    discriminator: Optional[DiscriminatorConfig] = None

@@ -22,7 +22,7 @@ import torch
 
 from ..config.types import DataConfig
 from .build import LOADERS, LoaderInfo
-from .sources import FileListSource, Source, check_exists, walk_files
+from .sources import FileListSource, Source, check_exists, non_numeric, walk_files
 
 NUMPY_EXTENSIONS = (".npy", ".npz")
 HDF5_EXTENSIONS = (".h5", ".hdf5")
@@ -55,7 +55,8 @@ class NumpySource(FileListSource):
         self.input_rank = input_rank
         check_exists(root, where, NUMPY_EXTENSIONS)
         self._items: list[tuple[str, str, Optional[str]]] = []   # (name, file, npz key)
-        for rel, full in walk_files(root, NUMPY_EXTENSIONS):
+        walked: list[str] = []
+        for rel, full in walk_files(root, NUMPY_EXTENSIONS, walked):
             if rel.lower().endswith(".npz"):
                 try:
                     with np.load(full) as z:
@@ -65,6 +66,7 @@ class NumpySource(FileListSource):
                 self._items += [(f"{rel}/{k}", full, k) for k in keys]
             else:
                 self._items.append((rel, full, None))
+        self.warnings += [f"{where}: {w}" for w in walked]
         if not self._items:
             raise self.error(f"no NumPy samples (.npy, .npz) found in '{root}'")
 
@@ -80,6 +82,10 @@ class NumpySource(FileListSource):
             what = f"'{path}'" if key is None else f"array '{key}' of '{path}'"
             reason = (str(e).splitlines() or [type(e).__name__])[0]
             raise self.error(f"cannot read NumPy sample {what}: {reason}") from None
+        bad = non_numeric(arr.dtype)
+        if bad is not None:
+            what = f"'{path}'" if key is None else f"array '{key}' of '{path}'"
+            raise self.error(f"NumPy sample {what} holds {bad}")
         return _to_tensor(arr, self.input_rank)
 
 
@@ -97,15 +103,22 @@ class HDF5Source(FileListSource):
         self.input_rank = input_rank
         check_exists(root, where, HDF5_EXTENSIONS)
         self._items: list[tuple[str, str, str]] = []   # (name, file, dataset path)
-        for rel, full in walk_files(root, HDF5_EXTENSIONS):
-            found: list[str] = []
+        walked: list[str] = []
+        for rel, full in walk_files(root, HDF5_EXTENSIONS, walked):
+            found: list[tuple[str, object]] = []
             try:
                 with h5py.File(full, "r") as f:
-                    f.visititems(lambda n, obj: found.append(n)
+                    f.visititems(lambda n, obj: found.append((n, obj.dtype))
                                  if isinstance(obj, h5py.Dataset) else None)
-            except OSError as e:
-                raise self.error(f"cannot read HDF5 file '{full}': {e}") from None
-            self._items += [(f"{rel}/{d}", full, d) for d in sorted(found)]
+            except (OSError, RuntimeError, ValueError) as e:
+                reason = (str(e).splitlines() or [type(e).__name__])[0]
+                raise self.error(f"cannot read HDF5 file '{full}': {reason}") from None
+            for d, dt in found:
+                bad = non_numeric(dt)
+                if bad is not None:
+                    raise self.error(f"dataset '{d}' of HDF5 file '{full}' holds {bad}")
+            self._items += [(f"{rel}/{d}", full, d) for d, _ in sorted(found)]
+        self.warnings += [f"{where}: {w}" for w in walked]
         if not self._items:
             raise self.error(f"no HDF5 datasets (.h5, .hdf5) found in '{root}'")
         self._handles: dict = {}
@@ -127,8 +140,13 @@ class HDF5Source(FileListSource):
             if f is None:
                 f = self._handles[path] = h5py.File(path, "r")
             arr = f[ds][()]
-        except (OSError, KeyError) as e:
-            raise self.error(f"cannot read dataset '{ds}' of HDF5 file '{path}': {e}") from None
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+            reason = (str(e).splitlines() or [type(e).__name__])[0]
+            raise self.error(f"cannot read dataset '{ds}' of HDF5 file '{path}': "
+                             f"{reason}") from None
+        bad = non_numeric(np.asarray(arr).dtype)
+        if bad is not None:
+            raise self.error(f"dataset '{ds}' of HDF5 file '{path}' holds {bad}")
         return _to_tensor(arr, self.input_rank)
 
 

@@ -45,7 +45,7 @@ def _make_images(path: str, where: str, *, which: str, role: str, cfg: DataConfi
                  input_rank: Optional[int]) -> Source:
     # the config loader resolves input_/target_grayscale from grayscale (types.DataConfig)
     gray = cfg.input_grayscale if which == "input" else cfg.target_grayscale
-    return ImageSource(path, where, grayscale=bool(gray))
+    return ImageSource(path, where, grayscale=bool(gray), max_pixels=cfg.max_image_pixels)
 
 
 LOADERS.register("images", LoaderInfo(
@@ -110,6 +110,7 @@ class _Builder:
         else:
             inputs = loader.make(in_path, self.where(in_key), which="input", role=role, cfg=cfg,
                                  input_rank=self.input_rank)
+        self._warn(inputs)
         reader = SampleReader(inputs, None, None, pipeline)
         batch = cfg.batch_size if train else cfg.test_batch_size
         split = Split(role, reader, target_kind=None, batch_size=batch, rank=self.rank,
@@ -154,6 +155,7 @@ class _Builder:
             else:
                 targets = tloader.make(tpath, self.where(tgt_key), which="target", role=role,
                                        cfg=cfg, input_rank=self.input_rank)
+                self._warn(targets)
             if len(targets) != len(inputs):
                 raise DataError(
                     f"{self.where(tgt_key)}: {len(targets)} target {targets.unit} in '{tpath}' "
@@ -167,13 +169,24 @@ class _Builder:
         return split
 
     def _check_slice_shapes(self, split: Split, batch: int) -> None:
+        """Slice sets of different sample shapes: the test split batches within one slice set
+        (:class:`Split`); training batches are random draws over all slices, so there the
+        per-process batch size must be 1."""
         sets = split.slicing.sets
-        if split.batch_local > 1 and len({s.sample_shape for s in sets}) > 1:
+        if split.role == "training" and split.batch_local > 1 and \
+                len({s.sample_shape for s in sets}) > 1:
             shown = ", ".join(f"'{s.name}' {list(s.sample_shape)}" for s in sets)
-            key = "batch_size" if split.role == "training" else "test_batch_size"
-            raise DataError(f"{self.where(key)}: the slice sets give samples of different "
-                            f"shapes ({shown}); a batch holds samples of one shape, so the "
-                            f"per-process batch size must be 1 (received {batch})")
+            raise DataError(f"{self.where('batch_size')}: the slice sets give samples of "
+                            f"different shapes ({shown}); a training batch draws from every "
+                            f"slice set but holds samples of one shape (test batches hold one "
+                            f"slice set each), so the per-process training batch size must be "
+                            f"1 (received {batch})")
+
+    def _warn(self, source: Source) -> None:
+        """Print the discovery warnings of a source (a symbolic link loop)."""
+        if self.logger is not None:
+            for w in getattr(source, "warnings", ()):
+                self.logger.warning(w)
 
     def _warn_stems(self, inputs: Source, targets: Source) -> None:
         if self.logger is None or inputs.kind != "images" or targets.kind != "images":

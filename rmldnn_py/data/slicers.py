@@ -37,7 +37,7 @@ import torch
 
 from ..config.types import DataConfig, SlicerConfig
 from ..errors import DataError
-from .sources import Source, check_exists, walk_files
+from .sources import Source, check_exists, non_numeric, walk_files
 
 NUMPY_EXTENSIONS = (".npy", ".npz")
 HDF5_EXTENSIONS = (".h5", ".hdf5")
@@ -457,6 +457,11 @@ def _find_array(kind: str, path: str, where: str, n: int) -> _ArrayFile:
         raise DataError(f"{where}: slicers need exactly one array to slice, found {len(found)} "
                         f"arrays in '{path}': {listed}")
     f, ds, shape, dt = found[0]
+    bad = non_numeric(dt)
+    if bad is not None:
+        what = f"dataset '{ds}' of HDF5 file '{f}'" if kind == "hdf5" else (
+            f"NumPy file '{f}'" if ds is None else f"array '{ds}' of '{f}'")
+        raise DataError(f"{where}: {what} holds {bad}")
     return _ArrayFile(kind, f, ds, tuple(shape), dt, n, where)
 
 

@@ -10,6 +10,15 @@ Two ways of producing batches:
   and transforms each sample (persistent workers, ``pin_memory`` on CUDA).
 
 Random transforms draw from torch's global generator of the process that runs them.
+
+Test batches of a sliced split whose slice sets give samples of different shapes hold samples of
+one slice set each: a rank's block is cut at the slice-set boundaries and each piece into batches
+(:func:`_grouped_test_batches`); ``num_batches`` is the largest count over the ranks, so it is the
+same on every rank, and ranks with fewer batches run empty ones at the end.
+
+With ``preload``, pre-loaded samples that a batch would hold together are checked to have one
+shape after the (deterministic) transforms before training starts
+(:meth:`Split._check_preloaded_shapes`), instead of failing when the batch is stacked mid-epoch.
 """
 
 from __future__ import annotations
@@ -159,6 +168,45 @@ def _stack_draining(cache: dict, keys: list) -> torch.Tensor:
     return out
 
 
+def _shape_groups(src: Source) -> Optional[list[tuple[int, int]]]:
+    """``[(first, end), ...]`` global index ranges of the slice sets of a sliced source whose
+    sets give samples of different shapes; None otherwise (no slicers, or one shape)."""
+    slicing = getattr(src, "slicing", None)
+    sets = getattr(slicing, "sets", None)
+    if not sets or len({tuple(s.sample_shape) for s in sets}) < 2:
+        return None
+    return [(s.offset, s.offset + s.num_samples) for s in sets]
+
+
+def _grouped_test_batches(block: list[int], groups: list[tuple[int, int]],
+                          batch_local: int) -> list[list[int]]:
+    """The test batches of one rank's contiguous ``block`` when a batch may only hold samples of
+    one group (slice set): the block is cut at the group boundaries and each piece into batches
+    of ``batch_local`` (the last batch of a piece may be partial). Order = sample order."""
+    out: list[list[int]] = []
+    if not block:
+        return out
+    lo, hi = block[0], block[-1] + 1
+    for a, b in groups:
+        a, b = max(a, lo), min(b, hi)
+        for k in range(a, b, batch_local):
+            out.append(list(range(k, min(k + batch_local, b))))
+    return out
+
+
+def _worker_init(_worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM/SIGUSR1 to the main process (Slurm and
+    ``scancel --signal`` signal every process of a job step: a worker must not die of the
+    preemption signal the main process turns into a checkpoint)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
+
+
 class _EpochBatches(Sampler):
     """Batch sampler whose batches are set before each epoch (works with persistent workers)."""
 
@@ -213,6 +261,15 @@ class Split:
         else:
             self._share = partition.test_block(self.num_total, rank, world_size)
             self.num_local = len(self._share)
+        # test slices of several shapes: a batch holds samples of one slice set (issue 11)
+        self._grouped_plan: Optional[list[list[int]]] = None
+        groups = _shape_groups(src)
+        if not self._train and groups is not None:
+            plans = [_grouped_test_batches(partition.test_block(self.num_total, r, world_size),
+                                           groups, self.batch_local) for r in range(world_size)]
+            self.num_batches = max(len(p) for p in plans)
+            mine = plans[rank]
+            self._grouped_plan = mine + [[] for _ in range(self.num_batches - len(mine))]
         self._preload = preload
         self._pin = bool(device_is_cuda) and torch.cuda.is_available()
         if num_workers is None:
@@ -265,6 +322,7 @@ class Split:
             self.reader.inputs.preload(local)
             return
         self.reader.cache_in = self._decode_all(self.reader.inputs.load, local)
+        self._check_preloaded_shapes()
 
     def preload_targets(self, logger=None, message: str = "") -> None:
         """Decode this rank's targets (called after the target discovery messages)."""
@@ -277,6 +335,55 @@ class Split:
             self.reader.targets.preload(local)
             return
         self.reader.cache_tgt = self._decode_all(self.reader.targets.load, local)
+        self._check_preloaded_shapes()
+
+    def _check_preloaded_shapes(self) -> None:
+        """Before training: pre-loaded samples that a batch would hold together must have the
+        same shape after the transforms (else the batch cannot be stacked, mid-epoch).
+
+        Runs when the transforms are deterministic (random ones are not drawn here: that would
+        change the random stream of the run); one sample per distinct raw shape is transformed.
+        Training batches are random draws, so any two samples may meet; test batches are fixed.
+
+        Raises:
+            DataError: naming two samples and their shapes (as the batch would).
+        """
+        r = self.reader
+        if self.batch_local <= 1 or not r.cache_in or not r.pipeline.deterministic:
+            return
+        tgt = r.cache_tgt if r.reads_targets else {}
+
+        def raw(i: int) -> tuple:
+            t = tgt.get(i)
+            return (tuple(r.cache_in[i].shape), None if t is None else tuple(t.shape))
+
+        reps: dict[tuple, int] = {}
+        for i in r.cache_in:
+            reps.setdefault(raw(i), i)
+        if len(reps) < 2:
+            return
+        final: dict[tuple, tuple] = {}
+        for key, i in reps.items():
+            x, y = r.sample(i)
+            final[key] = (tuple(x.shape), None if y is None or y.dim() == 0 else tuple(y.shape))
+        groups = [list(r.cache_in)] if self._train else self._epoch_batches(1)
+        for batch in groups:
+            first = None
+            for i in batch:
+                if i not in r.cache_in:
+                    continue
+                if first is None:
+                    first = i
+                    continue
+                a, b = final[raw(first)], final[raw(i)]
+                if a != b:
+                    which = 0 if a[0] != b[0] else 1
+                    what = "input samples" if which == 0 else "targets"
+                    where = r.inputs.where if which == 0 else r.targets.where
+                    raise DataError(
+                        f"{where}: {self.role} {what} of different shapes would share a batch: "
+                        f"'{r.inputs.name(first)}' {list(a[which])}, '{r.inputs.name(i)}' "
+                        f"{list(b[which])} (add a 'resize' transform, or use a batch size of 1)")
 
     def _prepare_fast_path(self) -> None:
         """Stack the pre-loaded samples when one gather per batch is enough."""
@@ -308,11 +415,15 @@ class Split:
         if self._train:
             return partition.train_batches(self.num_total, self._rank, self._world,
                                            self.batch_local, self.seed, epoch)
+        if self._grouped_plan is not None:
+            return [list(b) for b in self._grouped_plan]
         return partition.chunk(list(self._share), self.batch_local, self.num_batches)
 
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        """Exactly ``num_batches`` batches of this rank for ``epoch`` (see module docstring)."""
-        plan = self._epoch_batches(epoch)
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """Exactly ``num_batches`` batches of this rank for ``epoch`` (see module docstring);
+        with ``start`` = k the first k are skipped without being read (resuming inside an
+        epoch: the remaining batches are the same as in an uninterrupted run)."""
+        plan = self._epoch_batches(epoch)[start:]
         real = [b for b in plan if b]
         if self._preload and self.num_workers == 0:
             if not self._fast_checked:
@@ -336,7 +447,8 @@ class Split:
             self._loader = DataLoader(
                 _SampleDataset(self.reader), batch_sampler=self._sampler, num_workers=workers,
                 collate_fn=_Collate(self.reader.inputs, self.role), pin_memory=self._pin,
-                persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+                persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                worker_init_fn=_worker_init if workers > 0 else None)
         self._sampler.batches = real
         for item in self._loader:
             if isinstance(item, _Failure):

@@ -11,6 +11,9 @@ code. A bare state_dict is accepted too. Keras ``.h5`` weights are read by
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import warnings
 from typing import Any, Callable, Mapping, Optional
 
 import torch
@@ -49,21 +52,45 @@ def save_checkpoint(path: str, model: torch.nn.Module, epoch: int,
         raise CheckpointError(f"{path}: cannot write checkpoint: {exc.strerror or exc}") from None
 
 
+def _load_failure(exc: BaseException) -> str:
+    """A short reason for a ``torch.load(weights_only=True)`` failure (torch's own messages are
+    paragraphs with advice to disable the safety check)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return (f"it holds a pickled Python object ({m.group(1)}); loading it would need code "
+                f"execution, which rmldnn_py never does (save a state_dict of tensors instead)")
+    if "Weights only load failed" in text or isinstance(exc, pickle.UnpicklingError):
+        return ("it is not a torch archive of tensors (a raw Python pickle or another format); "
+                "only tensors are read from checkpoints, nothing in them is executed")
+    if "central directory" in text or "zip archive" in text:
+        return "the file is truncated or corrupt (not a complete torch zip archive)"
+    if isinstance(exc, EOFError) or not text:
+        return "the file is empty or truncated"
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
 def read_pt_state(path: str) -> dict[str, torch.Tensor]:
     """The model state dict stored in a ``.pt`` file (an rmldnn_py checkpoint or a bare state_dict).
 
+    Loading uses ``torch.load(weights_only=True)``: nothing in the file is executed. torch's
+    warnings about the file (``Detected pickle protocol 4 ...``) are not shown; the failure, if
+    any, is one line.
+
     Raises:
         CheckpointError: missing file, not a torch file, an archive that needs code execution
-            (e.g. a pickled module or an original-rmldnn libtorch archive), or no tensors in it.
+            (e.g. a pickled module or an original-rmldnn libtorch archive), a truncated file, or
+            no tensors in it. The message starts ``<path>: not a readable rmldnn_py checkpoint``.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable rmldnn_py checkpoint "
-                              f"(torch.load with weights_only=True failed: {reason[:200]})") from None
+        raise CheckpointError(f"{path}: not a readable rmldnn_py checkpoint: "
+                              f"{_load_failure(exc)}") from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not obj or not all(

@@ -42,7 +42,7 @@ from .metrics import AccuracyMetric, DiceMetric, Metric
 from .optim import OptionReader
 
 __all__ = ["LOSSES", "BuiltLoss", "build_loss", "lovasz_grad", "SOURCES", "PDE_LOSSES",
-           "NLLLoss", "BCELoss", "MSELoss", "DiceLoss", "JaccardLoss", "FocalLoss",
+           "LOSS_APPS", "check_loss_app", "NLLLoss", "BCELoss", "MSELoss", "DiceLoss", "JaccardLoss", "FocalLoss",
            "LovaszLoss"]
 
 #: accepted ``source`` spellings (lower case) → canonical value
@@ -232,7 +232,11 @@ class BCELoss(BuiltLoss):
         if self.source == "logits":
             return F.binary_cross_entropy_with_logits(output, t)
         p = output.exp() if self.source == "log_softmax" else output
-        return F.binary_cross_entropy(p, t)
+        # a diverged network outputs NaN/inf: torch's kernel would fail ("all elements of input
+        # should be between 0 and 1"; a device assert on CUDA); give a NaN loss instead, which
+        # the training loop reports as divergence (0·Σp is NaN exactly when p is not finite)
+        finite = torch.isfinite(p)
+        return F.binary_cross_entropy(torch.where(finite, p, 0.5), t) + 0.0 * p.sum()
 
 
 class MSELoss(BuiltLoss):
@@ -470,20 +474,31 @@ def _lovasz(r, where, app):
     return LovaszLoss(where, source=_source(r, "softmax"))
 
 
-def _unsupported(name: str, needed_app: str) -> Callable[..., BuiltLoss]:
-    def build(r, where, app):
-        if app != needed_app:
-            raise ConfigError(f"{where}.function: loss function '{name}' requires "
-                              f"--app={needed_app}")
-        raise ConfigError(f"{where}.function: loss function '{name}' is not supported yet "
-                          f"by the engine loss registry")
-    return build
+#: losses that belong to an application other than ``dnn`` (SPEC §3.8, §8): their builders are
+#: registered in :data:`LOSSES` by the application's package (``rmldnn_py.<app>``).
+LOSS_APPS = {"Wasserstein": "gan", "YOLOv3": "obj",
+             **{name: "pde" for name in PDE_LOSSES}}
 
 
-LOSSES.register("Wasserstein", _unsupported("Wasserstein", "gan"))
-LOSSES.register("YOLOv3", _unsupported("YOLOv3", "obj"))
-for _name in PDE_LOSSES:
-    LOSSES.register(_name, _unsupported(_name, "pde"))
+def check_loss_app(function: str, app: str, accepted: Sequence[str] | None,
+                   where: str = "neural_network.loss.function") -> None:
+    """Check that loss ``function`` (canonical name) may be used with ``--app=<app>``.
+
+    Args:
+        accepted: the application's losses (None: every loss that belongs to no other app).
+
+    Raises:
+        ConfigError: ``loss function 'Poisson2D_PDE' requires --app=pde`` or ``loss function
+            'NLL' cannot be used with --app=pde (expected one of: ...)``.
+    """
+    owner = LOSS_APPS.get(function, "dnn")
+    if accepted is not None:
+        if function not in accepted:
+            needs = f"; it requires --app={owner}" if owner not in ("dnn", app) else ""
+            raise ConfigError(f"{where}: loss function '{function}' cannot be used with "
+                              f"--app={app} (expected one of: {', '.join(accepted)}){needs}")
+    elif owner != app:
+        raise ConfigError(f"{where}: loss function '{function}' requires --app={owner}")
 
 
 def build_loss(cfg: LossConfig, where: str = "neural_network.loss",
@@ -493,17 +508,17 @@ def build_loss(cfg: LossConfig, where: str = "neural_network.loss",
     Args:
         cfg: the loss section.
         where: JSON path of the section, optionally prefixed by the config file.
-        app: the ``--app`` value when known; with ``"pde"`` only PDE losses are accepted.
+        app: the ``--app`` value when known (a loss of another application is refused; the
+            application's own check is :meth:`rmldnn_py.engine.app.Application.check_config`).
 
     Raises:
         ConfigError: unknown function (valid names and the closest one), invalid option values
             (``<where>.<key>: ...``), or a function that needs another ``--app``.
     """
+    if app is not None and cfg.function in LOSS_APPS and LOSS_APPS[cfg.function] != app:
+        check_loss_app(cfg.function, app, None, where=f"{where}.function")
     builder = LOSSES.get(cfg.function, where=f"{where}.function")
     name = LOSSES.canonical(cfg.function)
-    if app == "pde" and name not in PDE_LOSSES:
-        raise ConfigError(f"{where}.function: loss function '{name}' cannot be used with "
-                          f"--app=pde (expected one of: {', '.join(PDE_LOSSES)})")
     reader = OptionReader(cfg.options, where, f"loss function '{name}'")
     reader.accept("function")
     loss = builder(reader, where, app)

@@ -30,6 +30,13 @@ __all__ = ["OPTIMIZERS", "OptimizerEntry", "BuiltOptimizer", "build_optimizer", 
 
 OPTIMIZER_LABEL_WIDTH = 13
 
+# Upper bound of ``learning_rate``. Training runs in float32 (largest value ~3.4e38): torch
+# refuses a larger rate at the first step ("value cannot be converted to type float without
+# overflow"), and rates far above any published schedule (LARS/LAMB large-batch rates are
+# ~10-100, L-BFGS uses 1) only turn the weights into inf/NaN after one step. A typo such as
+# ``1e300`` is reported before training instead.
+MAX_LEARNING_RATE = 1e6
+
 
 # --------------------------------------------------------------------------------------------
 # Option reading (shared with schedulers.py and losses.py)
@@ -424,7 +431,15 @@ def _read(reader: OptionReader, o: Opt) -> Any:
         return reader.boolean(o.key, o.default)
     if o.kind == "count":
         return reader.integer(o.key, o.default, lo=1)
-    if o.kind in ("lr", "nonneg"):
+    if o.kind == "lr":
+        v = reader.number(o.key, o.default, lo=0.0)
+        if v is not None and v > MAX_LEARNING_RATE:
+            reader.error(o.key, f"must be <= {fmt_g(MAX_LEARNING_RATE)} (got {fmt_g(v)}): such "
+                                f"a rate overflows or turns the float32 weights into inf/NaN at "
+                                f"the first step")
+            return o.default
+        return v
+    if o.kind == "nonneg":
         return reader.number(o.key, o.default, lo=0.0)
     if o.kind == "beta":
         return reader.number(o.key, o.default, lo=0.0, hi=1.0, hi_open=True)

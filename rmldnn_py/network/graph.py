@@ -9,9 +9,12 @@ layer from its config and its inputs' shapes (shape inference without running an
 from __future__ import annotations
 
 import heapq
+import math
+import os
 from typing import Any, Iterable
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ..errors import NetworkError
 from .activations import activation_name, is_linear
@@ -60,9 +63,13 @@ class KerasNetwork(torch.nn.Module):
         # ---------------------------------------------------------------- input shape
         declared = None
         first = specs.get(plan.input_name) if not plan.implicit else specs[plan.order[0]]
-        kshape = keras_input_shape(first.config) if first is not None else None
-        if kshape is None and "build_input_shape" in spec.extra:
-            kshape = keras_input_shape({"batch_shape": spec.extra["build_input_shape"]})
+        try:
+            kshape = keras_input_shape(first.config) if first is not None else None
+            if kshape is None and "build_input_shape" in spec.extra:
+                kshape = keras_input_shape({"batch_shape": spec.extra["build_input_shape"]})
+        except NetworkError as e:
+            where = f"layer '{first.name}'" if first is not None else "build_input_shape"
+            raise NetworkError(f"{self.source}: {where}: {e}") from None
         if kshape is not None:
             declared = self.ctx.torch_shape(kshape)
         if declared is None:
@@ -86,6 +93,8 @@ class KerasNetwork(torch.nn.Module):
         self._fused: dict[str, str] = {}
         self._frozen_bn: list[str] = []
         ops = 1  # the input node
+        guard = _AllocationGuard(_memory_bytes())
+        _check_sample_size(plan.input_name, infer_shape, guard.limit, self.source)
         for name in plan.order:
             ls = specs[name]
             if name == plan.input_name:
@@ -96,7 +105,8 @@ class KerasNetwork(torch.nn.Module):
                 raise NetworkError(f"{self.source}: layer '{name}': a {ls.class_name} layer takes exactly "
                                    f"one input, received {len(inputs)} ({', '.join(inputs)})")
             try:
-                module, out_shape = entry.build(ls.config, [shapes[i] for i in inputs], ctx=self.ctx)
+                with guard:
+                    module, out_shape = entry.build(ls.config, [shapes[i] for i in inputs], ctx=self.ctx)
             except NetworkError as e:
                 raise NetworkError(f"{self.source}: layer '{name}': {e}") from None
             except (KeyError, TypeError, ValueError) as e:
@@ -110,6 +120,7 @@ class KerasNetwork(torch.nn.Module):
                     self._frozen_bn.append(name)
             if name in self.__dict__ or name in _ATTRS or name.startswith("_"):
                 raise NetworkError(f"{self.source}: layer '{name}': this layer name is reserved; rename the layer")
+            _check_sample_size(name, tuple(out_shape), guard.limit, self.source)
             modules[name] = module
             shapes[name] = tuple(out_shape)
             self.layer_shapes[name] = tuple(out_shape)
@@ -228,6 +239,93 @@ class KerasNetwork(torch.nn.Module):
                 out_node[name] = act_node
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------- memory
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine, or the cgroup (container) limit when smaller."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        total = 1 << 50
+    for p in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(p) as f:
+                text = f.read().strip()
+            if text.isdigit():
+                total = min(total, int(text))
+        except OSError:
+            pass
+    return total
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+_FACTORIES = {"empty", "zeros", "ones", "rand", "randn", "full"}
+
+
+def _size_of(args: tuple, kwargs: dict, full: bool) -> tuple[int, ...] | None:
+    size = kwargs.get("size")
+    if size is None and args:
+        if full or isinstance(args[0], (tuple, list, torch.Size)):
+            size = args[0]
+        elif all(isinstance(a, int) for a in args):
+            size = args
+    if not isinstance(size, (tuple, list, torch.Size)) or \
+            not all(isinstance(d, int) for d in size):
+        return None
+    return tuple(int(d) for d in size)
+
+
+class _AllocationGuard(TorchFunctionMode):
+    """While a layer is built: refuse tensor allocations (``torch.empty``/``zeros``/``ones``/
+    ``full``/``rand``/``randn``) that would bring the network's tensors above the machine's
+    memory, before torch tries (an absurd ``units: 2**40`` would otherwise end in an allocator
+    error or, worse, in the kernel's out-of-memory killer while the weights are initialised)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.total = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in _FACTORIES and getattr(func, "__module__", "") in ("torch", "torch._C._VariableFunctions", None):
+            size = _size_of(args, kwargs, name == "full")
+            if size is not None:
+                if any(d < 0 for d in size):
+                    raise NetworkError(f"a tensor of shape {list(size)} cannot be created "
+                                       f"(negative size)")
+                dtype = kwargs.get("dtype") or torch.get_default_dtype()
+                nbytes = math.prod(size) * torch.empty((), dtype=dtype).element_size()
+                if self.total + nbytes > self.limit:
+                    raise NetworkError(
+                        f"a tensor of shape {list(size)} needs {_fmt_bytes(nbytes)} (the network "
+                        f"up to this layer {_fmt_bytes(self.total + nbytes)}), more than this "
+                        f"machine's memory ({_fmt_bytes(self.limit)}); check the layer's sizes")
+                self.total += nbytes
+        return func(*args, **kwargs)
+
+
+def _check_sample_size(name: str, shape: Shape, limit: int, source: str) -> None:
+    """One sample's tensor at ``name`` (channel-first, no batch) must fit in memory."""
+    known = [d for d in shape if d is not None]
+    if any(d < 1 for d in known):
+        raise NetworkError(f"{source}: layer '{name}': output shape {fmt_shape(shape)} has a "
+                           f"dimension below 1")
+    nbytes = math.prod(known) * 4 if known else 0
+    if nbytes > limit:
+        raise NetworkError(f"{source}: layer '{name}': one sample's output of shape "
+                           f"{fmt_shape(shape)} needs {_fmt_bytes(nbytes)}, more than this "
+                           f"machine's memory ({_fmt_bytes(limit)})")
 
 
 # ---------------------------------------------------------------------------------- planning

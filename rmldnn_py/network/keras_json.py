@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.load import check_json_depth
 from ..errors import NetworkError
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -90,7 +91,11 @@ def load_model_spec(layers: Any, *, config_path: str) -> ModelSpec:
         source = path
         try:
             with open(path, encoding="utf-8") as f:
-                obj = json.load(f)
+                text = f.read()
+            check_json_depth(text, path, NetworkError)
+            obj = json.loads(text)
+        except RecursionError:  # pragma: no cover - check_json_depth refuses this first
+            raise NetworkError(f"{path}: invalid JSON: nested too deeply") from None
         except FileNotFoundError:
             raise NetworkError(f"{path}: network file not found") from None
         except (OSError, UnicodeDecodeError) as e:
@@ -249,18 +254,40 @@ def _parse_endpoints(value: Any, source: str, key: str) -> list[str] | None:
     return names
 
 
+def _dims(v: list, key: str, whole: list) -> list[int | None]:
+    """The dimensions ``v`` (part of the declared list ``whole``) as ints / None."""
+    out: list[int | None] = []
+    for d in v:
+        if d is None:
+            out.append(None)
+            continue
+        ok = isinstance(d, int) and not isinstance(d, bool)
+        if isinstance(d, float) and d.is_integer():
+            d, ok = int(d), True
+        if not ok or d < 1:
+            shown = "[" + ", ".join("null" if x is None else json.dumps(x) for x in whole) + "]"
+            raise NetworkError(f"'{key}' must hold positive integers or null, received {shown}")
+        out.append(int(d))
+    return out
+
+
 def keras_input_shape(config: dict[str, Any]) -> list[int | None] | None:
     """Keras (channels-last, batch excluded) input shape declared in a layer config, or None.
 
     Looks at ``batch_shape`` (Keras 3), ``batch_input_shape`` (Keras 2), then ``input_shape`` /
     ``shape`` (without batch).
+
+    Raises:
+        NetworkError: a dimension that is not a positive integer or null
+            (``'batch_input_shape' must hold positive integers or null, received [null, "a",
+            28, 1]``); the caller adds the file and the layer.
     """
     for key in ("batch_shape", "batch_input_shape"):
         v = config.get(key)
         if isinstance(v, list) and len(v) >= 2:
-            return [None if d is None else int(d) for d in v[1:]]
+            return _dims(v[1:], key, v)     # v[0] is the batch size (null or an int)
     for key in ("input_shape", "shape"):
         v = config.get(key)
         if isinstance(v, list) and len(v) >= 1:
-            return [None if d is None else int(d) for d in v]
+            return _dims(v, key, v)
     return None

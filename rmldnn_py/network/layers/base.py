@@ -11,6 +11,7 @@ recompute its output shape for other input shapes (used by ``KerasNetwork.check_
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -122,17 +123,87 @@ class KerasLayer(torch.nn.Module):
 
 # ----------------------------------------------------------------------------- config helpers
 
-def ntuple(value: Any, n: int, key: str) -> tuple[int, ...]:
-    """An int or a list of n ints → tuple of n ints."""
+_REQUIRED = object()
+
+
+def show(value: Any) -> str:
+    """A config value as the user wrote it in JSON (``"3"``, ``true``, ``[3, "x"]``)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _describe_min(minimum: int) -> str:
+    return {1: "a positive integer", 0: "a non-negative integer"}.get(
+        minimum, f"an integer >= {minimum}")
+
+
+def int_value(value: Any, key: str, minimum: int = 1) -> int:
+    """One integer layer argument, checked (Keras: ``expected a positive integer. Received:
+    units=-5``): an int (or a float with an integral value, as some tools write ``64.0``) not
+    below ``minimum``. Booleans, strings and fractions are refused.
+
+    Raises:
+        NetworkError: ``'<key>' must be a positive integer, received -5``.
+    """
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        value, ok = int(value), True
+    if not ok or value < minimum:
+        raise NetworkError(f"'{key}' must be {_describe_min(minimum)}, received {show(value)}")
+    return int(value)
+
+
+def int_arg(cfg: dict, key: str, default: Any = _REQUIRED, minimum: int = 1) -> int:
+    """``cfg[key]`` checked by :func:`int_value` (``null`` or absent → ``default``; no default →
+    ``'<key>' is required``)."""
+    v = cfg.get(key)
+    if v is None:
+        if default is _REQUIRED:
+            raise NetworkError(f"'{key}' is required")
+        v = default
+    return int_value(v, key, minimum)
+
+
+def float_arg(cfg: dict, key: str, default: float, *, low: float | None = None,
+              high: float | None = None, low_open: bool = False,
+              high_open: bool = False) -> float:
+    """``cfg[key]`` as a finite float within ``[low, high]`` (``low_open``/``high_open``: the
+    bound itself is excluded); ``null`` or absent → ``default``.
+
+    Raises:
+        NetworkError: ``'<key>' must be a number in (0, inf), received -1``.
+    """
+    v = cfg.get(key)
+    if v is None:
+        v = default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+            (low is not None and (v < low or (low_open and v == low))) or \
+            (high is not None and (v > high or (high_open and v == high))):
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        rng = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise NetworkError(f"'{key}' must be a number in {rng}, received {show(v)}")
+    return float(v)
+
+
+def ntuple(value: Any, n: int, key: str, minimum: int = 1) -> tuple[int, ...]:
+    """An int or a list of n ints (a one-element list is repeated) → tuple of n ints, each
+    checked by :func:`int_value` (``minimum`` 1 for sizes/strides/rates, 0 for paddings)."""
     if isinstance(value, (list, tuple)):
         if len(value) == 1 and n > 1:
             value = list(value) * n
         if len(value) != n:
             raise NetworkError(f"'{key}' must have {n} values, received {list(value)}")
-        return tuple(int(v) for v in value)
+        try:
+            return tuple(int_value(v, key, minimum) for v in value)
+        except NetworkError:
+            raise NetworkError(f"'{key}' must hold {n} values, each {_describe_min(minimum)}, "
+                               f"received {show(list(value))}") from None
     if value is None:
         raise NetworkError(f"'{key}' is required")
-    return (int(value),) * n
+    return (int_value(value, key, minimum),) * n
 
 
 def cfg_get(cfg: dict, key: str, default: Any) -> Any:

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from ...errors import NetworkError
 from ..activations import make_activation
 from ..initializers import apply_initializer
-from .base import (DEFAULT_CTX, Ctx, KerasLayer, cfg_get, check_data_format, conv_out_len, ntuple,
-                   register, single_input, tf_same_pad)
+from .base import (DEFAULT_CTX, Ctx, KerasLayer, cfg_get, check_data_format, conv_out_len, int_arg,
+                   ntuple, register, single_input, tf_same_pad)
 
 _CONV_FNS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONVT_FNS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -38,7 +38,7 @@ def _padding_mode(cfg: dict, nd: int) -> Any:
         if p == "causal" and nd != 1:
             raise NetworkError("padding 'causal' is only supported by 1D convolutions")
         return p
-    return ntuple(p, nd, "padding")
+    return ntuple(p, nd, "padding", minimum=0)
 
 
 def _pads(mode: Any, sizes: tuple, k: tuple, s: tuple, d: tuple) -> list[tuple[int, int]] | None:
@@ -244,10 +244,8 @@ def _init(tensor: torch.Tensor, cfg: dict, key: str, keras_shape) -> None:
 def _build_conv(nd: int):
     def build(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
         s, k, strides, dil, act = _common(cfg, nd, input_shapes, ctx)
-        filters = int(cfg["filters"]) if cfg.get("filters") is not None else None
-        if filters is None:
-            raise NetworkError("'filters' is required")
-        groups = int(cfg_get(cfg, "groups", 1))
+        filters = int_arg(cfg, "filters")
+        groups = int_arg(cfg, "groups", 1)
         cin = s[0]
         if cin % groups or filters % groups:
             raise NetworkError(f"groups={groups} must divide the input channels ({cin}) and filters ({filters})")
@@ -264,7 +262,7 @@ def _build_conv(nd: int):
 def _build_depthwise(nd: int):
     def build(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
         s, k, strides, dil, act = _common(cfg, nd, input_shapes, ctx)
-        mult = int(cfg_get(cfg, "depth_multiplier", 1))
+        mult = int_arg(cfg, "depth_multiplier", 1)
         cin = s[0]
         m = ConvND(nd, cin, cin * mult, k, strides, dil, _padding_mode(cfg, nd), cin,
                    bool(cfg_get(cfg, "use_bias", True)), act)
@@ -279,8 +277,8 @@ def _build_depthwise(nd: int):
 def _build_separable(nd: int):
     def build(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
         s, k, strides, dil, act = _common(cfg, nd, input_shapes, ctx)
-        mult = int(cfg_get(cfg, "depth_multiplier", 1))
-        filters = int(cfg["filters"])
+        mult = int_arg(cfg, "depth_multiplier", 1)
+        filters = int_arg(cfg, "filters")
         cin = s[0]
         m = SeparableConvND(nd, cin, filters, mult, k, strides, dil, _padding_mode(cfg, nd),
                             bool(cfg_get(cfg, "use_bias", True)), act)
@@ -296,14 +294,14 @@ def _build_separable(nd: int):
 def _build_transpose(nd: int):
     def build(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
         s, k, strides, dil, act = _common(cfg, nd, input_shapes, ctx)
-        filters = int(cfg["filters"])
+        filters = int_arg(cfg, "filters")
         mode = _padding_mode(cfg, nd)
         if mode not in ("valid", "same"):
             raise NetworkError(f"transposed convolutions support padding 'valid' or 'same', received {mode!r}")
-        if int(cfg_get(cfg, "groups", 1)) != 1:
+        if int_arg(cfg, "groups", 1) != 1:
             raise NetworkError("grouped transposed convolutions are not supported")
         op = cfg.get("output_padding")
-        op = None if op is None else ntuple(op, nd, "output_padding")
+        op = None if op is None else ntuple(op, nd, "output_padding", minimum=0)
         cin = s[0]
         m = ConvTransposeND(nd, cin, filters, k, strides, dil, mode == "same", op,
                             bool(cfg_get(cfg, "use_bias", True)), act)

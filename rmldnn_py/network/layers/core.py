@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ...errors import NetworkError
 from ..activations import make_activation
 from ..initializers import apply_initializer
-from .base import DEFAULT_CTX, Ctx, KerasLayer, cfg_get, register, single_input
+from .base import DEFAULT_CTX, Ctx, KerasLayer, cfg_get, int_arg, register, single_input
 
 
 class Input(KerasLayer):
@@ -82,9 +82,7 @@ def build_dense(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
     feat = s[0] if channel_axis else s[-1] if s else None
     if feat is None:
         raise NetworkError(f"the feature (last Keras) axis of the input must be known, received shape {s}")
-    units = cfg.get("units")
-    if units is None:
-        raise NetworkError("'units' is required")
+    units = int_arg(cfg, "units")
     dim = 1 if channel_axis else len(s)
     m = Dense(int(feat), int(units), bool(cfg_get(cfg, "use_bias", True)),
               make_activation(cfg.get("activation"), len(s) + 1, dim, keras2=ctx.keras2), channel_axis)

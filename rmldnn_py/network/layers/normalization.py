@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ...errors import NetworkError
 from ..initializers import apply_initializer
-from .base import DEFAULT_CTX, Ctx, KerasLayer, cfg_get, register, single_input
+from .base import DEFAULT_CTX, Ctx, KerasLayer, cfg_get, float_arg, int_arg, register, single_input
 
 
 class BatchNorm(KerasLayer):
@@ -74,8 +74,8 @@ def build_batchnorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
         raise NetworkError("the channel dimension of the input must be known")
     if cfg.get("renorm"):
         raise NetworkError("batch renormalization ('renorm': true) is not supported")
-    momentum = float(cfg_get(cfg, "momentum", 0.99))
-    m = BatchNorm(int(s[0]), float(cfg_get(cfg, "epsilon", 1e-3)), 1.0 - momentum)
+    momentum = float_arg(cfg, "momentum", 0.99, low=0.0, high=1.0)
+    m = BatchNorm(int(s[0]), float_arg(cfg, "epsilon", 1e-3, low=0.0, low_open=True), 1.0 - momentum)
     c = (int(s[0]),)
     # always affine (SPEC §4.7): without scale/center the tensors keep 1 / 0
     _init_gamma_beta(m.weight if cfg_get(cfg, "scale", True) else None,
@@ -142,7 +142,7 @@ def build_layernorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
     pshape = tuple(k[a - 1] for a in axes)
     if any(d is None for d in pshape):
         raise NetworkError(f"the normalised axes must have known sizes, received shape {s}")
-    m = LayerNorm(ctx, tuple(axes), pshape, rank, float(cfg_get(cfg, "epsilon", 1e-3)),
+    m = LayerNorm(ctx, tuple(axes), pshape, rank, float_arg(cfg, "epsilon", 1e-3, low=0.0, low_open=True),
                   bool(cfg_get(cfg, "scale", True)), bool(cfg_get(cfg, "center", True)))
     _init_gamma_beta(m.weight, m.bias, cfg, pshape)
     return m, m.output_shape([s])
@@ -173,14 +173,16 @@ def build_groupnorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
     rank = len(s) + 1
     if ctx.torch_axis(cfg_get(cfg, "axis", -1), rank) != 1:
         raise NetworkError("only channel-axis group normalization is supported")
-    groups = int(cfg_get(cfg, "groups", 32))
+    groups = int_arg(cfg, "groups", 32, minimum=-1)
+    if groups == 0:
+        raise NetworkError("'groups' must be a positive integer or -1, received 0")
     if s[0] is None:
         raise NetworkError("the channel dimension of the input must be known")
     if groups == -1:
         groups = int(s[0])
     if s[0] % groups:
         raise NetworkError(f"groups={groups} must divide the number of channels ({s[0]})")
-    m = GroupNorm(int(s[0]), groups, float(cfg_get(cfg, "epsilon", 1e-3)),
+    m = GroupNorm(int(s[0]), groups, float_arg(cfg, "epsilon", 1e-3, low=0.0, low_open=True),
                   bool(cfg_get(cfg, "scale", True)), bool(cfg_get(cfg, "center", True)))
     _init_gamma_beta(m.weight, m.bias, cfg, (int(s[0]),))
     return m, m.output_shape([s])
@@ -213,6 +215,9 @@ class InstanceNorm(KerasLayer):
             raise NetworkError(f"expects an input with spatial axes, received shape {s}")
         if s[0] != self.channels:
             raise NetworkError(f"expects {self.channels} channels, received shape {s}")
+        if all(d == 1 for d in s[1:]):
+            raise NetworkError(f"cannot normalise a single value per channel (input {list(s)}): "
+                               "the input of the network is too small for its depth")
         return s
 
 
@@ -224,6 +229,7 @@ def build_instancenorm(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
     affine = cfg.get("affine")
     if affine is None:  # tensorflow_addons style keys
         affine = bool(cfg.get("center", False) or cfg.get("scale", False))
-    m = InstanceNorm(int(s[0]), float(cfg_get(cfg, "epsilon", 1e-5)), float(cfg_get(cfg, "momentum", 0.1)),
+    m = InstanceNorm(int(s[0]), float_arg(cfg, "epsilon", 1e-5, low=0.0, low_open=True),
+                     float_arg(cfg, "momentum", 0.1, low=0.0, high=1.0),
                      bool(affine), bool(cfg_get(cfg, "track_running_stats", False)))
     return m, m.output_shape([s])

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import NetworkError
-from .base import DEFAULT_CTX, Ctx, KerasLayer, cfg_get, register, single_input
+from .base import DEFAULT_CTX, Ctx, KerasLayer, float_arg, register, single_input
 
 
 class Dropout(KerasLayer):
@@ -38,10 +38,7 @@ class Dropout(KerasLayer):
 
 
 def _rate(cfg: dict) -> float:
-    rate = float(cfg_get(cfg, "rate", 0.0))
-    if not 0.0 <= rate < 1.0:
-        raise NetworkError(f"'rate' must be in [0, 1), received {rate}")
-    return rate
+    return float_arg(cfg, "rate", 0.0, low=0.0, high=1.0, high_open=True)
 
 
 @register("Dropout")
@@ -82,7 +79,7 @@ class GaussianNoise(KerasLayer):
 
 @register("GaussianNoise")
 def build_gaussian_noise(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
-    m = GaussianNoise(float(cfg_get(cfg, "stddev", 0.0)), False)
+    m = GaussianNoise(float_arg(cfg, "stddev", 0.0, low=0.0), False)
     return m, m.output_shape(input_shapes)
 
 

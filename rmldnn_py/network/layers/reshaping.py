@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import NetworkError
-from .base import (DEFAULT_CTX, Ctx, KerasLayer, cfg_get, check_data_format, fmt_shape, ntuple,
-                   prod, register, single_input)
+from .base import (DEFAULT_CTX, Ctx, KerasLayer, cfg_get, check_data_format, fmt_shape, int_value,
+                   ntuple, prod, register, show, single_input)
 
 
 class Flatten(KerasLayer):
@@ -93,7 +93,12 @@ def build_reshape(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
     t = cfg.get("target_shape")
     if not isinstance(t, (list, tuple)):
         raise NetworkError("'target_shape' must be a list of ints")
-    m = Reshape(tuple(-1 if v is None else int(v) for v in t), ctx)
+    try:
+        target = tuple(-1 if v is None or v == -1 else int_value(v, "target_shape") for v in t)
+    except NetworkError:
+        raise NetworkError(f"'target_shape' must hold positive integers (or one -1/null for the "
+                           f"inferred size), received {show(list(t))}") from None
+    m = Reshape(target, ctx)
     return m, m.output_shape(input_shapes)
 
 
@@ -118,7 +123,10 @@ class Permute(KerasLayer):
 
 @register("Permute")
 def build_permute(cfg: dict, input_shapes, *, ctx: Ctx = DEFAULT_CTX):
-    m = Permute(tuple(int(d) for d in cfg.get("dims", ())), ctx)
+    dims = cfg.get("dims", ())
+    if not isinstance(dims, (list, tuple)):
+        raise NetworkError(f"'dims' must be a list of integers, received {show(dims)}")
+    m = Permute(tuple(int_value(d, "dims") for d in dims), ctx)
     return m, m.output_shape(input_shapes)
 
 
@@ -131,10 +139,13 @@ class UpSampling(KerasLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "nearest":
-            for i, f in enumerate(self.size):
-                if f != 1:
-                    x = torch.repeat_interleave(x, f, dim=2 + i)
-            return x
+            # integer factors: output[i] = input[floor(i / f)], i.e. Keras' repetition (one
+            # interpolate kernel instead of one repeat_interleave copy per axis: ~2x faster with
+            # its backward on 3D volumes)
+            if all(f == 1 for f in self.size):
+                return x
+            return F.interpolate(x, scale_factor=tuple(float(f) for f in self.size),
+                                 mode="nearest")
         return F.interpolate(x, scale_factor=tuple(float(f) for f in self.size), mode=self.mode,
                              align_corners=False)
 
@@ -162,12 +173,18 @@ def _pairs(value, nd: int, key: str) -> tuple[tuple[int, int], ...]:
 
     For 1D layers a two-int list means (before, after) as in Keras ZeroPadding1D/Cropping1D.
     """
-    if isinstance(value, (int, float)):
-        return ((int(value), int(value)),) * nd
+    def one(v) -> int:
+        try:
+            return int_value(v, key, 0)
+        except NetworkError:
+            raise NetworkError(f"'{key}' must hold non-negative integers, received {show(value)}") from None
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ((one(value), one(value)),) * nd
     if not isinstance(value, (list, tuple)):
         raise NetworkError(f"cannot read '{key}': {value!r}")
     if nd == 1 and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-        return ((int(value[0]), int(value[1])),)
+        return ((one(value[0]), one(value[1])),)
     if len(value) != nd:
         raise NetworkError(f"'{key}' must have {nd} entries, received {value!r}")
     out = []
@@ -175,9 +192,9 @@ def _pairs(value, nd: int, key: str) -> tuple[tuple[int, int], ...]:
         if isinstance(v, (list, tuple)):
             if len(v) != 2:
                 raise NetworkError(f"'{key}' entries must be ints or [before, after] pairs, received {value!r}")
-            out.append((int(v[0]), int(v[1])))
+            out.append((one(v[0]), one(v[1])))
         else:
-            out.append((int(v), int(v)))
+            out.append((one(v), one(v)))
     return tuple(out)
 
 
