@@ -181,6 +181,8 @@ SINGLE_CASES = [
     ("convT2d_valid_output_padding", (4, 3, 2), lambda L: L.Conv2DTranspose(2, 3, strides=3, padding="valid", output_padding=2)),
     ("convT1d", (5, 2), lambda L: L.Conv1DTranspose(3, 3, strides=2, padding="same")),
     ("convT3d", (3, 3, 2, 2), lambda L: L.Conv3DTranspose(2, 2, strides=2, padding="valid")),
+    ("convT3d_same_k4_s2", (4, 3, 4, 2), lambda L: L.Conv3DTranspose(3, 4, strides=2, padding="same", activation="relu")),
+    ("convT2d_same_k5_s1_dil2", (5, 4, 2), lambda L: L.Conv2DTranspose(2, 5, dilation_rate=2, padding="same")),
     ("maxpool2d_same_3_2", (7, 6, 2), lambda L: L.MaxPooling2D(3, strides=2, padding="same")),
     ("maxpool2d_same_2", (7, 7, 2), lambda L: L.MaxPooling2D(2, padding="same")),
     ("maxpool2d_valid_s1", (5, 5, 2), lambda L: L.MaxPooling2D(2, strides=1)),

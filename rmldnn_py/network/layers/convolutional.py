@@ -202,12 +202,22 @@ class ConvTransposeND(KerasLayer):
         return length, total // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        sizes = tuple(x.shape[2:])
-        y = _CONVT_FNS[self.nd](x, self.weight, None, self.stride, 0, 0, 1, self.dilation)
-        pads = []
+        sizes = tuple(int(n) for n in x.shape[2:])
+        crops = []                      # (cells cropped at the start, at the end) of the full output
         for i, n in enumerate(sizes):
-            length, before = self._lengths(int(n), i)
-            pads.append((-before, length - (int(y.shape[2 + i]) - before)))
+            length, before = self._lengths(n, i)
+            full = (n - 1) * self.stride[i] + (self.kernel_size[i] - 1) * self.dilation[i] + 1
+            crops.append((before, full - before - length))
+        if all(0 <= a <= b and b - a < max(s, d)
+               for (b, a), s, d in zip(crops, self.stride, self.dilation)):
+            # The crop is one the op does itself (padding p crops p cells at both ends,
+            # output_padding gives back up to max(stride, dilation) - 1 at the end): no copy.
+            y = _CONVT_FNS[self.nd](x, self.weight, self.bias, self.stride,
+                                    tuple(b for b, _ in crops), tuple(b - a for b, a in crops),
+                                    1, self.dilation)
+            return y if self.act is None else self.act(y)
+        y = _CONVT_FNS[self.nd](x, self.weight, None, self.stride, 0, 0, 1, self.dilation)
+        pads = [(-b, -a) for b, a in crops]
         if any(b != 0 or a != 0 for b, a in pads):
             y = F.pad(y, _flat_pad(pads))  # negative = crop; appended cells are zeros (+ bias, as TF)
         if self.bias is not None:
