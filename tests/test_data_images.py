@@ -324,3 +324,33 @@ def test_preloaded_batches_transformed_as_a_whole_match_per_sample(tmp_path, mon
     for j, i in enumerate(b.indices.tolist()):
         x, y = s.reader.sample(i)
         assert torch.allclose(b.inputs[j], x, atol=1e-6) and torch.equal(b.targets[j], y)
+
+
+def test_process_with_open_worker_loaders_exits(tmp_path):
+    """A process that leaves a split's persistent DataLoader workers running (here: after a
+    worker's decode error, the state a failing test or library user leaves) still exits: the
+    workers ignore SIGTERM (preemption), so multiprocessing's own exit handler, which terminates
+    and joins them, would wait forever; the split's exit hook kills them first."""
+    import subprocess
+    import sys
+
+    save(str(tmp_path / "imgs/a.png"), np.zeros((3, 3), np.uint8))
+    save(str(tmp_path / "imgs/c.png"), np.zeros((3, 3), np.uint8))
+    (tmp_path / "imgs" / "b.png").write_bytes(b"\x89PNG broken")
+    script = (
+        "from rmldnn_py.config.types import DataConfig\n"
+        "from rmldnn_py.data import build_datasets\n"
+        "from rmldnn_py.errors import DataError\n"
+        "from rmldnn_py.log import Logger\n"
+        "cfg = DataConfig(input_type='images', test_input_path='./imgs', num_workers=2)\n"
+        "import io\n"
+        "bundle = build_datasets(cfg, config_path='config.json', logger=Logger(stream=io.StringIO()))\n"
+        "try:\n"
+        "    list(bundle.test.batches(0))\n"
+        "except DataError as exc:\n"
+        "    kept = exc                      # keeps the loader iterator (and its workers) alive\n"
+        "    print('error seen', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "error seen" in proc.stdout

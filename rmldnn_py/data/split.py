@@ -207,6 +207,34 @@ def _worker_init(_worker_id: int) -> None:
             pass
 
 
+_EXIT_HOOK = False
+
+
+def _kill_workers_at_exit() -> None:
+    """At interpreter exit, SIGKILL the daemonic children (the DataLoader workers) that are still
+    alive. multiprocessing's own exit handler, which runs after this one, terminates them with
+    SIGTERM and joins them; workers ignore SIGTERM (:func:`_worker_init`), so a loader never shut
+    down (persistent workers of a split left open, e.g. after an exception) would make the
+    process wait for them forever."""
+    import multiprocessing
+
+    for p in multiprocessing.active_children():
+        if p.daemon:
+            try:
+                p.kill()
+            except (OSError, ValueError):
+                pass
+
+
+def _register_exit_hook() -> None:
+    global _EXIT_HOOK
+    if not _EXIT_HOOK:
+        import atexit
+
+        atexit.register(_kill_workers_at_exit)   # LIFO: runs before multiprocessing's handler
+        _EXIT_HOOK = True
+
+
 class _EpochBatches(Sampler):
     """Batch sampler whose batches are set before each epoch (works with persistent workers)."""
 
@@ -449,6 +477,8 @@ class Split:
                 collate_fn=_Collate(self.reader.inputs, self.role), pin_memory=self._pin,
                 persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
                 worker_init_fn=_worker_init if workers > 0 else None)
+            if workers > 0:
+                _register_exit_hook()
         self._sampler.batches = real
         for item in self._loader:
             if isinstance(item, _Failure):
