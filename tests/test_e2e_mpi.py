@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,29 +17,13 @@ import h5py
 import pytest
 import torch
 
-from conftest import REPO, make_image_tree, rmldnn_cmd, strip_ts
+from conftest import (REPO, make_image_tree, mpirun_cmd, needs_mpi, rmldnn_env, strip_ts)
 
 pytestmark = pytest.mark.slow
 
-MPIRUN = shutil.which("mpirun")
-needs_mpi = pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed")
-
-
-def _env(threads: int = 1) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = str(threads)
-    env.pop("RMLDNN_DEBUG", None)
-    return env
-
-
-def mpirun_cmd(np_: int, args: list[str]) -> list[str]:
-    return [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), "--bind-to", "none",
-            "-x", "OMP_NUM_THREADS", "-x", "PYTHONPATH"] + rmldnn_cmd() + args
-
 
 def mpirun(np_, args, cwd, timeout=300):
-    return subprocess.run(mpirun_cmd(np_, args), cwd=cwd, env=_env(), capture_output=True,
+    return subprocess.run(mpirun_cmd(np_, args), cwd=cwd, env=rmldnn_env(1), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -203,7 +186,7 @@ def test_killed_rank_ends_the_job(tmp_path):
     _config(tmp_path, epochs=500, batch=8)
     out, err = open(tmp_path / "stdout", "w"), open(tmp_path / "stderr", "w")
     # output to files: orphaned DataLoader workers of the killed rank may hold pipes open a while
-    proc = subprocess.Popen(mpirun_cmd(2, ["--config=cfg.json"]), cwd=tmp_path, env=_env(),
+    proc = subprocess.Popen(mpirun_cmd(2, ["--config=cfg.json"]), cwd=tmp_path, env=rmldnn_env(1),
                             stdout=out, stderr=err)
     try:
         deadline = time.monotonic() + 90
@@ -238,7 +221,7 @@ def test_torchrun_uneven_shards_and_fewer_test_samples_than_ranks(tmp_path):
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     cfg["neural_network"]["layers"][-2]["config"]["units"] = 3
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-    env = _env()
+    env = rmldnn_env(1)
     for k in list(env):       # not inside an MPI job
         if k.startswith(("OMPI_", "PMI", "PMIX", "SLURM_")):
             del env[k]

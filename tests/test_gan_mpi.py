@@ -5,8 +5,6 @@ weights of np=2 match np=1 with the same global batch (issue 15)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 import h5py
@@ -14,21 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, rmldnn_cmd
+from conftest import mpirun_cmd, needs_mpi, rmldnn_env
 from test_gan_app import CRITIC, GEN, make_images
 
 pytestmark = pytest.mark.slow
-
-MPIRUN = shutil.which("mpirun")
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    env.pop("RMLDNN_DEBUG", None)
-    return env
-
 
 def _config(d):
     nn = {"outfile": "out.txt", "num_epochs": 1, "seed": 11, "layers": GEN,
@@ -43,17 +30,15 @@ def _config(d):
     (d / "cfg.json").write_text(json.dumps({"neural_network": nn}))
 
 
-@pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed")
+@needs_mpi
 def test_np2_matches_np1(tmp_path):
     runs = {}
     for np_ in (1, 2):
         d = tmp_path / f"np{np_}"
         make_images(d / "data", n=32)
         _config(d)
-        cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), "--bind-to",
-               "none", "-x", "OMP_NUM_THREADS", "-x", "PYTHONPATH"] + rmldnn_cmd() + \
-            ["--app=gan", "--config=cfg.json"]
-        proc = subprocess.run(cmd, cwd=d, env=_env(), capture_output=True, text=True, timeout=300)
+        cmd = mpirun_cmd(np_, ["--app=gan", "--config=cfg.json"])
+        proc = subprocess.run(cmd, cwd=d, env=rmldnn_env(1), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"RocketML : {np_} MPI process" in proc.stdout
         with h5py.File(d / "pred/output_1.h5") as f:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, run_rmldnn, strip_ts, write_json
+from conftest import REPO, mpirun_cmd, needs_mpi, rmldnn_env, run_rmldnn, strip_ts, write_json
 from obj_helpers import SHAPES_ANCHORS, make_shapes_dataset, read_predictions
 
 pytestmark = pytest.mark.slow
 
-MPIRUN = shutil.which("mpirun") or (str(Path(sys.executable).parent / "mpirun")
-                                    if (Path(sys.executable).parent / "mpirun").exists() else None)
 
 
 def _keras_counts(model):
@@ -106,15 +103,13 @@ def _bn_free_net(path: Path):
     path.write_text(json.dumps(spec))
 
 
-@pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed")
+@needs_mpi
 def test_two_processes_reproduce_one_process(tmp_path):
     make_shapes_dataset(tmp_path / "train", 16, 0)
     make_shapes_dataset(tmp_path / "test", 5, 1, sizes=[(96, 128), (128, 80)])
     _bn_free_net(tmp_path / "net.json")
     runs = {}
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("RMLDNN_DEBUG", None)
+    env = rmldnn_env(1)
     for np_ in (1, 2):
         d = tmp_path / f"np{np_}"
         d.mkdir()
@@ -129,9 +124,7 @@ def test_two_processes_reproduce_one_process(tmp_path):
               "optimizer": {"type": "SGD", "learning_rate": 1e-4, "momentum": 0.9},
               "loss": {"function": "YOLOv3", "num_classes": 3, "anchors": SHAPES_ANCHORS}}
         write_json(d / "cfg.json", {"neural_network": nn})
-        cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), "--bind-to",
-               "none", "-x", "OMP_NUM_THREADS", "-x", "PYTHONPATH", sys.executable, "-m",
-               "rmldnn_py", "--app=obj", "--config=cfg.json"]
+        cmd = mpirun_cmd(np_, ["--app=obj", "--config=cfg.json"])
         proc = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         runs[np_] = d

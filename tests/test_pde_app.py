@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import pde_reference as R
-from conftest import REPO, rmldnn_cmd, run_rmldnn, strip_ts
+from conftest import REPO, mpirun_cmd, needs_mpi, rmldnn_env, run_rmldnn, strip_ts
 from rmldnn_py.cli import main
 from rmldnn_py.config.types import DataConfig
 from rmldnn_py.pde import diffusivity as dv
@@ -474,18 +474,13 @@ def test_tutorial_poisson3d_configs(tmp_path):
     assert energy == pytest.approx(R.centre_energy(u, nu[0]), rel=1e-3, abs=1e-4)
 
 
-MPIRUN = shutil.which("mpirun")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed")
+@needs_mpi
 def test_mpirun_np2_gives_np1_losses(tmp_path):
     maps(tmp_path / "maps", 16, 32, seed=0, normalize=True)
     maps(tmp_path / "test_maps", 4, 32, seed=1)
     cfg = poisson_cfg(tmp_path / "cfg.json", epochs=3, batch=8, out=None)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS="1")
-    env.pop("RMLDNN_DEBUG", None)
+    env = rmldnn_env(1)
     results = {}
     for np_ in (1, 2):
         run_dir = tmp_path / f"np{np_}"
@@ -493,9 +488,7 @@ def test_mpirun_np2_gives_np1_losses(tmp_path):
         for item in ("maps", "test_maps", cfg):
             src = tmp_path / item
             (run_dir / item).symlink_to(src, target_is_directory=src.is_dir())
-        cmd = ([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), "--bind-to",
-                "none", "-x", "OMP_NUM_THREADS", "-x", "PYTHONPATH"] + rmldnn_cmd()
-               + ["--app=pde", f"--config=./{cfg}"])
+        cmd = mpirun_cmd(np_, ["--app=pde", f"--config=./{cfg}"])
         proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,11 +21,11 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, make_flat_images, make_image_tree, rmldnn_cmd, run_rmldnn, write_json
+from conftest import (REPO, make_flat_images, make_image_tree, mpirun_cmd, needs_mpi, rmldnn_env,
+                      run_rmldnn, write_json)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 CLASSES = [str(k) for k in range(4)]
-MPIRUN = shutil.which("mpirun")
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +58,8 @@ def _config(d: Path, data: Path, epochs: int = 3) -> None:
 
 
 def _mpirun(np_: int, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), "--bind-to", "none",
-           "-x", "OMP_NUM_THREADS", "-x", "PYTHONPATH"] + rmldnn_cmd() + ["--config=./config.json"]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(mpirun_cmd(np_, ["--config=./config.json"]), cwd=cwd, env=rmldnn_env(1),
+                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +174,7 @@ def test_plot_data_equal_the_logs(run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed")
+@needs_mpi
 def test_classification_report_two_ranks(data, tmp_path):
     _config(tmp_path, data, epochs=1)
     proc = _mpirun(2, tmp_path)
