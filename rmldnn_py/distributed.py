@@ -308,17 +308,18 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def any_rank(flag: int) -> int:
-    """The maximum of the integer ``flag`` over all ranks (``flag`` itself for one process):
-    lets every rank agree on a decision that only some ranks saw (a signal). CPU only."""
+def any_rank(*flags: int) -> tuple[int, ...]:
+    """The element-wise maximum of the integers ``flags`` over all ranks (``flags`` themselves for
+    one process), in one all-reduce: lets every rank agree on decisions that only some ranks saw
+    (a signal, a non-finite loss). CPU only (the Gloo control group)."""
     if not _STATE.initialized:
-        return int(flag)
+        return tuple(int(f) for f in flags)
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor([int(flag)], dtype=torch.int64)
+    t = torch.tensor([int(f) for f in flags], dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_STATE.control)
-    return int(t.item())
+    return tuple(int(v) for v in t.tolist())
 
 
 def broadcast_object(obj: Any) -> Any:

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,34 +28,23 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, make_image_tree, rmldnn_cmd, strip_ts, write_json
-
-MPIRUN = shutil.which("mpirun")
-
-
-def _env(threads: int = 1) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = str(threads)
-    env.pop("RMLDNN_DEBUG", None)
-    return env
-
+from conftest import (REPO, make_image_tree, mpirun_cmd, needs_mpi, rmldnn_cmd, rmldnn_env,
+                      strip_ts, write_json)
 
 def _cmd(np_: int) -> list[str]:
     args = ["--config=", "./config.json"]
     if np_ == 1:
         return rmldnn_cmd() + args
-    return [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np_), "--bind-to",
-            "none", "-x", "OMP_NUM_THREADS", "-x", "PYTHONPATH"] + rmldnn_cmd() + args
+    return mpirun_cmd(np_, args)
 
 
 def _run(cwd: Path, np_: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(_cmd(np_), cwd=cwd, env=_env(), capture_output=True, text=True,
+    return subprocess.run(_cmd(np_), cwd=cwd, env=rmldnn_env(1), capture_output=True, text=True,
                           timeout=timeout)
 
 
 def _start(cwd: Path, np_: int = 1) -> subprocess.Popen:
-    return subprocess.Popen(_cmd(np_), cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+    return subprocess.Popen(_cmd(np_), cwd=cwd, env=rmldnn_env(1), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -254,7 +244,7 @@ def test_checkpoints_load_keeps_transfer_learning_meaning(digits, reference, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(MPIRUN is None, reason="mpirun not installed")
+@needs_mpi
 def test_two_ranks_sigterm_and_resume(digits, tmp_path_factory):
     """np=2: SIGTERM to every rank (what Slurm does) mid-epoch 2; the resumed run ends like an
     uninterrupted np=2 run."""
@@ -522,3 +512,87 @@ def test_misspelt_key_fails_before_anything_runs(digits, tmp_path):
     assert "neural_network.data.input_paht: unknown key 'input_paht'; did you mean " \
            "'input_path'?" in proc.stderr
     assert proc.stdout == ""
+
+
+_RANK_LOCAL_NAN = r'''
+import types
+import torch
+from rmldnn_py import distributed
+from rmldnn_py.engine.app import Column
+from rmldnn_py.engine.preempt import Preemption
+from rmldnn_py.engine.run import Context
+from rmldnn_py.engine.train import DivergenceError, train_one_epoch
+
+rank = distributed.init(use_cuda=False).rank
+NB = 300                                  # batch 4 of 300 is not a printed batch
+
+
+class Split:
+    num_batches = NB
+
+    def batches(self, epoch, start=0):
+        for _ in range(start, NB):
+            yield torch.zeros(2, 1), None, torch.arange(2)
+
+
+class App:                                # per-rank losses only, like the GAN's (no global |g|)
+    train_columns = (Column("loss_d", "Loss D"), Column("loss_g", "Loss G"))
+    steps = 0
+
+    def train_step(self, ctx, x, y):
+        self.steps += 1
+        bad = rank == 1 and self.steps == 4
+        return {"loss_d": torch.tensor(float("nan") if bad else 1.0), "loss_g": torch.tensor(0.5)}
+
+
+rows = []
+ctx = types.SimpleNamespace(
+    bundle=types.SimpleNamespace(train=Split()), app=App(), model=torch.nn.Linear(1, 1), world=2,
+    device=torch.device("cpu"), target_check=None, to_device=lambda x, y: (x, y),
+    comm_timer=None, current_lr=lambda: 0.1, scheduler=None, elapsed=lambda: 0.0,
+    log=types.SimpleNamespace(line=lambda s: None, separator=lambda: None),
+    observers=types.SimpleNamespace(on_train_batch=lambda **k: None, on_epoch_end=lambda **k: None),
+    logfiles=types.SimpleNamespace(train_line=lambda *a: rows.append(a[1])),
+    optimizer=types.SimpleNamespace(is_closure_based=False), preemption=Preemption(),
+    cfg=types.SimpleNamespace(path="cfg.json"), last_checkpoint=None)
+ctx.stop_requested = lambda *a: Context.stop_requested(ctx, *a)
+ctx.divergence_message = lambda *a: Context.divergence_message(ctx, *a)
+try:
+    train_one_epoch(ctx, 1, 1)
+    print(f"rank {rank}: no divergence after {len(rows)} batches", flush=True)
+except DivergenceError as exc:
+    print(f"rank {rank}: {exc} after {len(rows)} batches", flush=True)
+import os
+os._exit(0)                               # like the CLI: no teardown of the process group
+'''
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_batch(tmp_path):
+    """A per-rank loss that is NaN on rank 1 only (at a batch that is not printed): both ranks
+    stop with the divergence error at that batch, instead of rank 1 entering a collective the
+    other rank never joins."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "ranks.py"
+    script.write_text(_RANK_LOCAL_NAN)
+    procs = []
+    for rank in (0, 1):
+        env = dict(rmldnn_env(1), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RMLDNN_DIST_TIMEOUT="60")
+        procs.append(subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-2000:]
+            outs.append(out.strip())
+    finally:
+        for p in procs:
+            p.kill()
+    for rank, out in enumerate(outs):
+        assert out.startswith(f"rank {rank}: cfg.json: training diverged at epoch 1, batch 4 "), out
+        assert out.endswith("after 3 batches"), out      # batches 1-3 written, nothing after

@@ -152,7 +152,7 @@ def evaluate(ctx: "Context", epoch: int, epochs: int) -> tuple[Optional[float], 
                             if acc is not None:
                                 line += f" | Accuracy: {acc:.3f}"
                         ctx.log.line(line)
-                signum = ctx.stop_requested()
+                signum, _ = ctx.stop_requested()
                 if signum:
                     raise Preempted(signum, epoch, ctx.num_train_batches, evaluating=True)
         ctx.log.separator()

@@ -56,11 +56,13 @@ class Preemption:
         if self.signum is None:
             self.signum = signum
 
-    def requested(self) -> Optional[int]:
-        """The signal number when any rank received SIGTERM/SIGUSR1, else None. Collective in a
-        multi-process run: every rank calls it at the same points."""
-        got = distributed.any_rank(self.signum or 0)
-        return got or None
+    def requested(self, diverged: bool = False) -> tuple[Optional[int], bool]:
+        """``(signal, diverged)``: the signal number when any rank received SIGTERM/SIGUSR1 (else
+        None), and whether any rank reported ``diverged`` (non-finite batch values). One
+        all-reduce in a multi-process run: every rank calls it at the same points, so all ranks
+        stop at the same batch for either reason."""
+        signum, bad = distributed.any_rank(self.signum or 0, int(diverged))
+        return (signum or None), bool(bad)
 
     def close(self) -> None:
         for sig, handler in self._previous.items():

@@ -191,9 +191,12 @@ class Context:
         """Seconds of training so far (continued across a resume)."""
         return time.perf_counter() - self.train_start + self.elapsed_offset
 
-    def stop_requested(self) -> Optional[int]:
-        """The preemption signal when one arrived on any rank (collective), else None."""
-        return self.preemption.requested() if self.preemption is not None else None
+    def stop_requested(self, diverged: bool = False) -> tuple[Optional[int], bool]:
+        """Collective, once per batch of the loops: ``(the preemption signal when one arrived on
+        any rank else None, whether any rank passed diverged=True)``."""
+        if self.preemption is None:
+            return None, bool(distributed.any_rank(int(diverged))[0])
+        return self.preemption.requested(diverged)
 
     def current_lr(self) -> float:
         if self.optimizer is None:

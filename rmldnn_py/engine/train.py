@@ -62,7 +62,7 @@ def train_one_epoch(ctx: "Context", epoch: int, epochs: int, skip: int = 0) -> N
     eager = ctx.device.type == "cpu"     # reading values back costs nothing on the CPU
     check_targets = ctx.target_check is not None and ctx.target_check.active.get("training")
     pending: list[tuple[int, float, int, float, torch.Tensor]] = []
-    signum = ctx.stop_requested()
+    signum, _ = ctx.stop_requested()
     if signum:
         raise Preempted(signum, epoch, skip)
     t_prev = time.perf_counter()
@@ -82,8 +82,7 @@ def train_one_epoch(ctx: "Context", epoch: int, epochs: int, skip: int = 0) -> N
         comm = ctx.comm_timer.span() if ctx.comm_timer is not None else 0.0
         vec = torch.stack([values[c.key].detach().float().reshape(()) for c in cols])
         pending.append((b, ctx.elapsed(), n * ctx.world, lr, vec))
-        if eager and not bool(torch.isfinite(vec).all()):
-            _flush(ctx, epoch, nb, pending, cols, mean_mask, multi)   # raises DivergenceError
+        diverged = eager and not bool(torch.isfinite(vec).all())
         if printed(b, nb) or b == nb:
             shown = _flush(ctx, epoch, nb, pending, cols, mean_mask, multi)
             if printed(b, nb):
@@ -97,9 +96,12 @@ def train_one_epoch(ctx: "Context", epoch: int, epochs: int, skip: int = 0) -> N
                     line += f"; Grad/Comm: {int(100 * comm / total)}%"
                 ctx.log.line(line + "]")
         t_prev = time.perf_counter()
-        signum = ctx.stop_requested()
+        # one collective for both: a rank that saw non-finite values of its own (a per-rank loss)
+        # makes every rank flush at this batch, where the rank mean makes them non-finite on all
+        signum, diverged = ctx.stop_requested(diverged)
+        if diverged or signum:
+            _flush(ctx, epoch, nb, pending, cols, mean_mask, multi)   # DivergenceError if not finite
         if signum:
-            _flush(ctx, epoch, nb, pending, cols, mean_mask, multi)
             raise Preempted(signum, epoch, b)
     ctx.log.separator()
     if ctx.target_check is not None:
